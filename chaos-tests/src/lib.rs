@@ -1,0 +1,307 @@
+//! A harness for tests on real flotilla processes: start a local cluster with `flotilla up`,
+//! drive it with the real `etcdctl` and an etcd client, and inject faults (kill -9, SIGSTOP,
+//! restart) into its members.
+//!
+//! The binary under test is `$FLOTILLA_BIN`, or `target/debug/flotilla` of this workspace
+//! (build it first: `cargo build --bin flotilla`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Returns the flotilla binary to test.
+pub fn flotilla_bin() -> anyhow::Result<PathBuf> {
+    let path = match std::env::var_os("FLOTILLA_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/flotilla"),
+    };
+    if !path.exists() {
+        bail!("{} does not exist: run `cargo build --bin flotilla` first", path.display());
+    }
+    Ok(path)
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes.
+pub async fn wait_until<F, Fut>(
+    timeout: Duration,
+    what: &str,
+    mut condition: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !condition().await {
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// One member of a running cluster.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub name: String,
+    pub dir: PathBuf,
+    pub client_url: String,
+}
+
+/// A cluster started by `flotilla up`, stopped (and its directory removed) on drop.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub members: Vec<Member>,
+    env: Vec<(String, String)>,
+    up: Child,
+}
+
+impl Cluster {
+    /// Starts `flotilla up --masters N` in a fresh directory and waits for its `ready` line.
+    pub fn start(masters: usize) -> anyhow::Result<Cluster> {
+        let dir = std::env::temp_dir().join(format!(
+            "flotilla-test-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let mut up = Command::new(flotilla_bin()?)
+            .args(["up", "--masters", &masters.to_string(), "--dir"])
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting flotilla up")?;
+        let stdout = up.stdout.take().ok_or_else(|| anyhow!("no stdout from flotilla up"))?;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let ready = line == "ready";
+                if sender.send(line).is_err() || ready {
+                    return;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match receiver.recv_timeout(left) {
+                Ok(line) if line == "ready" => break,
+                Ok(_) => continue,
+                Err(_) => {
+                    let _ = up.kill();
+                    bail!(
+                        "flotilla up printed no `ready` line in time (logs in {})",
+                        dir.display()
+                    );
+                }
+            }
+        }
+        let env = read_env(&dir.join("etcd.env"))?;
+        let endpoints = env
+            .iter()
+            .find(|(k, _)| k == "ETCDCTL_ENDPOINTS")
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| anyhow!("etcd.env has no ETCDCTL_ENDPOINTS"))?;
+        let members = endpoints
+            .split(',')
+            .enumerate()
+            .map(|(i, url)| {
+                let name = format!("master-{}", i + 1);
+                Member { dir: dir.join(&name), name, client_url: url.to_string() }
+            })
+            .collect();
+        Ok(Cluster { dir, members, env, up })
+    }
+
+    /// The ETCDCTL_* variables of `etcd.env`.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    fn env_value(&self, key: &str) -> anyhow::Result<String> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| anyhow!("etcd.env has no {key}"))
+    }
+
+    /// Runs the real etcdctl against the whole cluster.
+    pub fn etcdctl(&self, args: &[&str]) -> anyhow::Result<Output> {
+        self.etcdctl_input(args, None)
+    }
+
+    /// Runs the real etcdctl against one endpoint only.
+    pub fn etcdctl_on(&self, endpoint: &str, args: &[&str]) -> anyhow::Result<Output> {
+        self.run_etcdctl(args, None, Some(endpoint))
+    }
+
+    /// Runs etcdctl with `input` on its standard input.
+    pub fn etcdctl_input(&self, args: &[&str], input: Option<&str>) -> anyhow::Result<Output> {
+        self.run_etcdctl(args, input, None)
+    }
+
+    fn run_etcdctl(
+        &self,
+        args: &[&str],
+        input: Option<&str>,
+        endpoint: Option<&str>,
+    ) -> anyhow::Result<Output> {
+        use std::io::Write;
+        let mut command = Command::new("etcdctl");
+        command.args(args).envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Some(endpoint) = endpoint {
+            command.env("ETCDCTL_ENDPOINTS", endpoint);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running etcdctl (install the etcd-client package)")?;
+        if let Some(mut stdin) = child.stdin.take() {
+            if let Some(input) = input {
+                stdin.write_all(input.as_bytes())?;
+            }
+        }
+        Ok(child.wait_with_output()?)
+    }
+
+    /// Connects an etcd client to the given endpoints (all members when empty).
+    pub async fn client(&self, endpoints: &[String]) -> anyhow::Result<etcd_client::Client> {
+        let endpoints: Vec<String> = if endpoints.is_empty() {
+            self.members.iter().map(|m| m.client_url.clone()).collect()
+        } else {
+            endpoints.to_vec()
+        };
+        let read = |key: &str| -> anyhow::Result<Vec<u8>> {
+            let path = self.env_value(key)?;
+            std::fs::read(&path).with_context(|| path)
+        };
+        let tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read("ETCDCTL_CACERT")?))
+            .identity(etcd_client::Identity::from_pem(read("ETCDCTL_CERT")?, read("ETCDCTL_KEY")?));
+        let options = etcd_client::ConnectOptions::new()
+            .with_tls(tls)
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_timeout(Duration::from_secs(6));
+        Ok(etcd_client::Client::connect(endpoints, Some(options)).await?)
+    }
+
+    /// Returns the index of the member the cluster reports as leader, asking each member.
+    pub async fn leader(&self) -> Option<usize> {
+        for member in &self.members {
+            // A paused member accepts connections but never answers: bound every step.
+            let connect = self.client(std::slice::from_ref(&member.client_url));
+            let Ok(Ok(mut client)) = tokio::time::timeout(Duration::from_secs(1), connect).await
+            else {
+                continue;
+            };
+            let Ok(Ok(status)) =
+                tokio::time::timeout(Duration::from_secs(1), client.status()).await
+            else {
+                continue;
+            };
+            if status.leader() != 0
+                && status.leader() == status.header().map(|h| h.member_id()).unwrap_or(0)
+            {
+                return self.members.iter().position(|m| m.name == member.name);
+            }
+        }
+        None
+    }
+
+    pub fn pid(&self, member: usize) -> anyhow::Result<i32> {
+        let path = self.members[member].dir.join("pid");
+        let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+        Ok(text.trim().parse()?)
+    }
+
+    pub fn signal(&self, member: usize, signal: Signal) -> anyhow::Result<()> {
+        kill(Pid::from_raw(self.pid(member)?), signal)
+            .with_context(|| format!("sending {signal} to {}", self.members[member].name))
+    }
+
+    /// Restarts a member with its recorded command; its log is appended to.
+    pub fn restart(&self, member: usize) -> anyhow::Result<()> {
+        let dir = &self.members[member].dir;
+        let cmd = std::fs::read_to_string(dir.join("cmd"))?;
+        let log = std::fs::OpenOptions::new().append(true).open(dir.join("log"))?;
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec {}", cmd.trim()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        std::fs::write(dir.join("pid"), format!("{}\n", child.id()))?;
+        // The member is owned by `flotilla up`'s cleanup through its pid file, not by us.
+        std::mem::forget(child);
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.up.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.up.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.up.kill();
+        let _ = self.up.wait();
+        if std::thread::panicking() {
+            eprintln!("keeping {} for inspection", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn read_env(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    Ok(text
+        .lines()
+        .filter_map(|line| line.strip_prefix("export ").unwrap_or(line).split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
+}
+
+/// Returns stdout as text, failing with stderr if the command failed.
+pub fn stdout_of(output: &Output) -> anyhow::Result<String> {
+    if !output.status.success() {
+        bail!(
+            "command failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+impl Member {
+    /// Returns a `--flag=value` argument of the member's recorded command.
+    pub fn flag(&self, flag: &str) -> anyhow::Result<String> {
+        let cmd = std::fs::read_to_string(self.dir.join("cmd"))?;
+        let prefix = format!("--{flag}=");
+        cmd.split_whitespace()
+            .find_map(|word| word.strip_prefix(&prefix))
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("{} has no --{flag}", self.name))
+    }
+}

@@ -1,0 +1,4 @@
+//! End-to-end and fault tests on real flotilla processes.
+
+mod etcdctl;
+mod faults;

@@ -1,0 +1,126 @@
+//! `flotilla master`: flags in etcd's spelling where etcd has one, mapped onto `MasterConfig`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use flotilla_store::etcd::EtcdOptions;
+use flotilla_store::raft::{Master, MasterConfig, PeerUrlSpec, TlsFiles};
+
+#[derive(Args, Clone, Debug)]
+pub struct MasterArgs {
+    /// This member's name, unique in the cluster.
+    #[arg(long)]
+    pub name: String,
+    /// Where this member keeps its data; restarting with the same directory rejoins with it.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The URL to serve other masters on, e.g. https://127.0.0.1:2380.
+    #[arg(long)]
+    pub listen_peer_urls: String,
+    /// The URL to serve clients (etcdctl) on, e.g. https://127.0.0.1:2379.
+    #[arg(long)]
+    pub listen_client_urls: String,
+    /// The peer URL other masters use to reach this one (default: the listen URL).
+    #[arg(long)]
+    pub initial_advertise_peer_urls: Option<String>,
+    /// The client URL published in the member list (default: the listen URL).
+    #[arg(long)]
+    pub advertise_client_urls: Option<String>,
+    /// The members of a new cluster: name=https://host:port,...
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// A token that distinguishes this cluster from others.
+    #[arg(long, default_value = "flotilla")]
+    pub initial_cluster_token: String,
+    /// The peer URL of a member of an existing cluster to join.
+    #[arg(long, conflicts_with = "initial_cluster")]
+    pub join: Option<String>,
+    /// The cluster CA certificate (PEM): peers and clients must present certificates it signed.
+    #[arg(long)]
+    pub trusted_ca_file: PathBuf,
+    /// This member's certificate (PEM), used on both ports and toward peers.
+    #[arg(long)]
+    pub cert_file: PathBuf,
+    /// The key of --cert-file (PEM).
+    #[arg(long)]
+    pub key_file: PathBuf,
+    /// Milliseconds between leader heartbeats.
+    #[arg(long, default_value_t = 50)]
+    pub heartbeat_interval: u64,
+    /// Milliseconds without a heartbeat before a follower starts an election.
+    #[arg(long, default_value_t = 250)]
+    pub election_timeout: u64,
+    /// Log entries between snapshots.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_count: u64,
+    /// Seconds between progress notifications on watches that ask for them.
+    #[arg(long, default_value_t = 600)]
+    pub watch_progress_notify_interval: u64,
+}
+
+/// Parses `https://host:port` into a socket address.
+fn listen_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let Some(rest) = url.strip_prefix("https://") else {
+        bail!("{url}: listen URLs must be https:// (TLS is always on)");
+    };
+    rest.trim_end_matches('/').parse().with_context(|| format!("{url}: expected https://IP:PORT"))
+}
+
+impl MasterArgs {
+    pub fn config(&self) -> anyhow::Result<MasterConfig> {
+        let initial_cluster = match &self.initial_cluster {
+            Some(list) => PeerUrlSpec::parse_list(list).map_err(anyhow::Error::msg)?,
+            None => Vec::new(),
+        };
+        Ok(MasterConfig {
+            name: self.name.clone(),
+            data_dir: self.data_dir.clone(),
+            listen_peer: listen_addr(&self.listen_peer_urls)?,
+            listen_client: listen_addr(&self.listen_client_urls)?,
+            advertise_peer_url: self
+                .initial_advertise_peer_urls
+                .clone()
+                .unwrap_or_else(|| self.listen_peer_urls.clone()),
+            advertise_client_url: self
+                .advertise_client_urls
+                .clone()
+                .unwrap_or_else(|| self.listen_client_urls.clone()),
+            initial_cluster,
+            initial_cluster_token: self.initial_cluster_token.clone(),
+            join: self.join.clone(),
+            tls: TlsFiles {
+                ca: self.trusted_ca_file.clone(),
+                cert: self.cert_file.clone(),
+                key: self.key_file.clone(),
+            },
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
+            election_timeout: Duration::from_millis(self.election_timeout),
+            snapshot_entries: self.snapshot_count,
+            etcd: EtcdOptions {
+                progress_notify_interval: Duration::from_secs(
+                    self.watch_progress_notify_interval.max(1),
+                ),
+            },
+        })
+    }
+}
+
+pub async fn run(args: MasterArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let master = Master::start(config).await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let failed = tokio::select! {
+        _ = tokio::signal::ctrl_c() => false,
+        _ = terminate.recv() => false,
+        _ = master.failed() => true,
+    };
+    master.shutdown().await;
+    if failed {
+        bail!("stopped on a fatal storage error (see the log above)");
+    }
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! `flotilla up`: a local cluster of separate processes on loopback, TLS on.
+//!
+//! Layout of DIR: `pki/` (CA, member and admin certificates), `etcd.env` (etcdctl settings),
+//! and per member `DIR/<member>/` with `data/`, `log`, `pid` and `cmd` (the exact command that
+//! restarts the member). Members that die are not restarted: chaos tests rely on that.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use flotilla_store::pki::{Authority, CertRequest};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+#[derive(Args, Clone, Debug)]
+pub struct UpArgs {
+    /// How many masters (odd: 1, 3 or 5).
+    #[arg(long, default_value_t = 3)]
+    pub masters: usize,
+    /// The directory for certificates, data and logs (created if missing).
+    #[arg(long)]
+    pub dir: PathBuf,
+}
+
+/// How long `up` waits for the store to elect a leader.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long members get to stop after SIGTERM before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+struct Member {
+    name: String,
+    client_url: String,
+    child: Child,
+    pid_file: PathBuf,
+}
+
+/// Returns a free TCP port on 127.0.0.1.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Quotes a word for a POSIX shell.
+fn shell_quote(word: &str) -> String {
+    if word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@".contains(c)) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    Ok(std::env::current_dir()?.join(path))
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    if args.masters == 0 || args.masters % 2 == 0 {
+        bail!("--masters must be odd (1, 3 or 5): an even count tolerates no more failures than one less");
+    }
+    let dir = absolute(&args.dir)?;
+    let pki = dir.join("pki");
+    std::fs::create_dir_all(&pki).with_context(|| format!("creating {}", pki.display()))?;
+    let authority = Authority::generate("flotilla-ca")?;
+    let ca = authority.write(&pki)?;
+    let admin = authority.issue(
+        &CertRequest {
+            common_name: "admin",
+            organizations: &["system:masters"],
+            hosts: &[],
+            server: false,
+            client: true,
+        },
+        &pki,
+        "admin",
+    )?;
+
+    let names: Vec<String> = (1..=args.masters).map(|i| format!("master-{i}")).collect();
+    let ports: Vec<(u16, u16)> =
+        names.iter().map(|_| Ok((free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
+    let initial_cluster = names
+        .iter()
+        .zip(&ports)
+        .map(|(name, (peer, _))| format!("{name}=https://127.0.0.1:{peer}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let binary = std::env::current_exe().context("locating the flotilla binary")?;
+
+    let mut members = Vec::new();
+    for (name, (peer, client)) in names.iter().zip(&ports) {
+        let member_dir = dir.join(name);
+        std::fs::create_dir_all(&member_dir)?;
+        let cert = authority.issue(
+            &CertRequest {
+                common_name: name,
+                organizations: &["flotilla:masters"],
+                hosts: &["127.0.0.1", "localhost"],
+                server: true,
+                client: true,
+            },
+            &pki,
+            name,
+        )?;
+        let client_url = format!("https://127.0.0.1:{client}");
+        let argv: Vec<String> = vec![
+            binary.display().to_string(),
+            "master".into(),
+            format!("--name={name}"),
+            format!("--data-dir={}", member_dir.join("data").display()),
+            format!("--listen-peer-urls=https://127.0.0.1:{peer}"),
+            format!("--listen-client-urls={client_url}"),
+            format!("--initial-cluster={initial_cluster}"),
+            format!("--trusted-ca-file={}", ca.cert.display()),
+            format!("--cert-file={}", cert.cert.display()),
+            format!("--key-file={}", cert.key.display()),
+        ];
+        let cmd_line = argv.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ");
+        std::fs::write(member_dir.join("cmd"), format!("{cmd_line}\n"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(member_dir.join("log"))
+            .context("opening the member log")?;
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        let pid_file = member_dir.join("pid");
+        std::fs::write(&pid_file, format!("{}\n", child.id().unwrap_or(0)))?;
+        members.push(Member { name: name.clone(), client_url, child, pid_file });
+    }
+
+    let endpoints: Vec<String> = members.iter().map(|m| m.client_url.clone()).collect();
+    let env_file = dir.join("etcd.env");
+    std::fs::write(
+        &env_file,
+        format!(
+            "export ETCDCTL_API=3\nexport ETCDCTL_ENDPOINTS={}\nexport ETCDCTL_CACERT={}\nexport ETCDCTL_CERT={}\nexport ETCDCTL_KEY={}\n",
+            endpoints.join(","),
+            ca.cert.display(),
+            admin.cert.display(),
+            admin.key.display()
+        ),
+    )?;
+
+    let ready = tokio::select! {
+        ready = wait_for_leader(&endpoints, &ca.cert, &admin.cert, &admin.key) => ready,
+        _ = shutdown_signal() => Err(anyhow::anyhow!("interrupted before the cluster was ready")),
+    };
+    if let Err(e) = ready {
+        stop(&mut members).await;
+        return Err(e);
+    }
+    println!("store: {} masters, endpoints {}", members.len(), endpoints.join(","));
+    println!("etcdctl: . {}; etcdctl member list", env_file.display());
+    println!("ready");
+
+    shutdown_signal().await;
+    stop(&mut members).await;
+    Ok(())
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGTERM handler; waiting for Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Polls the members' status until one of them reports a leader.
+async fn wait_for_leader(
+    endpoints: &[String],
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Result<()> {
+    let tls = etcd_client::TlsOptions::new()
+        .ca_certificate(etcd_client::Certificate::from_pem(std::fs::read(ca)?))
+        .identity(etcd_client::Identity::from_pem(std::fs::read(cert)?, std::fs::read(key)?));
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        for endpoint in endpoints {
+            let options = etcd_client::ConnectOptions::new()
+                .with_tls(tls.clone())
+                .with_connect_timeout(Duration::from_millis(500))
+                .with_timeout(Duration::from_secs(2));
+            let Ok(mut client) = etcd_client::Client::connect([endpoint], Some(options)).await
+            else {
+                continue;
+            };
+            if let Ok(status) = client.status().await {
+                if status.leader() != 0 {
+                    return Ok(());
+                }
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the store elected no leader within {READY_TIMEOUT:?}; see the member logs");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Stops every member: SIGTERM, then SIGKILL after the grace period. A member restarted by
+/// hand (its pid file rewritten) is stopped too.
+async fn stop(members: &mut [Member]) {
+    for member in members.iter_mut() {
+        let mut pids = Vec::new();
+        if let Some(pid) = member.child.id() {
+            pids.push(pid as i32);
+        }
+        if let Ok(text) = std::fs::read_to_string(&member.pid_file) {
+            if let Ok(pid) = text.trim().parse::<i32>() {
+                if !pids.contains(&pid) {
+                    pids.push(pid);
+                }
+            }
+        }
+        for pid in pids {
+            // The process may be gone already (killed by a test); that is fine.
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    for member in members.iter_mut() {
+        match tokio::time::timeout(STOP_GRACE, member.child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!(member = %member.name, "did not stop in time; killing");
+                let _ = member.child.kill().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! A cluster's own certificate authority: the CA, member certificates (server and client use)
+//! and client certificates (CN = user, O = groups, as Kubernetes reads them).
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("generating a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Paths of one PEM certificate and its key.
+#[derive(Clone, Debug)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A certificate authority able to issue certificates.
+pub struct Authority {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+/// What a certificate is for.
+pub struct CertRequest<'a> {
+    pub common_name: &'a str,
+    pub organizations: &'a [&'a str],
+    /// DNS names and IP addresses the certificate is valid for as a server.
+    pub hosts: &'a [&'a str],
+    pub server: bool,
+    pub client: bool,
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
+    std::fs::write(path, contents).map_err(|source| PkiError::Io { path: path.into(), source })
+}
+
+impl Authority {
+    /// Creates a new CA.
+    pub fn generate(common_name: &str) -> Result<Self, PkiError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, common_name);
+        params.distinguished_name = name;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate()?;
+        let cert = params.self_signed(&key)?;
+        Ok(Authority { cert, key })
+    }
+
+    /// Writes the CA certificate (and its key) to `dir/ca.crt` and `dir/ca.key`.
+    pub fn write(&self, dir: &Path) -> Result<CertFiles, PkiError> {
+        let files = CertFiles { cert: dir.join("ca.crt"), key: dir.join("ca.key") };
+        write(&files.cert, &self.cert.pem())?;
+        write(&files.key, &self.key.serialize_pem())?;
+        Ok(files)
+    }
+
+    /// Issues a certificate and writes it to `dir/<stem>.crt` and `dir/<stem>.key`.
+    pub fn issue(
+        &self,
+        request: &CertRequest<'_>,
+        dir: &Path,
+        stem: &str,
+    ) -> Result<CertFiles, PkiError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, request.common_name);
+        for organization in request.organizations {
+            name.push(DnType::OrganizationName, *organization);
+        }
+        params.distinguished_name = name;
+        params.subject_alt_names = request
+            .hosts
+            .iter()
+            .map(|host| match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => Ok(SanType::DnsName((*host).try_into()?)),
+            })
+            .collect::<Result<_, rcgen::Error>>()?;
+        params.key_usages =
+            vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        if request.server {
+            params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+        }
+        if request.client {
+            params.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+        }
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.cert, &self.key)?;
+        let files = CertFiles {
+            cert: dir.join(format!("{stem}.crt")),
+            key: dir.join(format!("{stem}.key")),
+        };
+        write(&files.cert, &cert.pem())?;
+        write(&files.key, &key.serialize_pem())?;
+        Ok(files)
+    }
+}

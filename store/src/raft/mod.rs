@@ -1,0 +1,286 @@
+//! Replication: the store's [`Consensus`] over openraft, with sled storage and a tonic transport.
+//!
+//! Writes go to the leader (a follower forwards them); linearizable reads take a read index from
+//! the leader and wait until the local replica has applied it, so every master serves reads and
+//! watches from its own replica.
+
+mod log_store;
+mod master;
+mod membership;
+mod network;
+mod service;
+mod state_machine;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Cursor;
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{Raft, RaftMetrics, ServerState};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub use log_store::LogStore;
+pub use master::{Master, MasterConfig, PeerUrlSpec, TlsFiles};
+pub use membership::Member;
+pub use network::PeerChannels;
+pub use state_machine::StateMachine;
+
+use crate::store::{Consensus, LeaderQuery};
+use crate::types::{ApplyResult, Command, CommandResponse};
+use crate::StoreError;
+
+pub(crate) mod proto {
+    tonic::include_proto!("flotilla.peer");
+}
+
+pub type NodeId = u64;
+
+/// What the cluster knows of a master: its name and where to reach it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberNode {
+    /// Empty until the member has started (etcd shows such members as "unstarted").
+    pub name: String,
+    pub peer_url: String,
+    pub client_urls: Vec<String>,
+}
+
+impl fmt::Display for MemberNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.peer_url)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// Flotilla's Raft types: store commands in, their results out.
+    pub TypeConfig:
+        D = Command,
+        R = ApplyResult,
+        NodeId = NodeId,
+        Node = MemberNode,
+);
+
+/// How long a write or a linearizable read may wait for a leader before it fails.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// A request a non-leader hands to the leader.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ForwardRequest {
+    Write(Command),
+    ReadIndex,
+    Lease(LeaderQuery),
+    AddMember {
+        node: MemberNode,
+        learner: bool,
+    },
+    RemoveMember {
+        id: NodeId,
+    },
+    PromoteMember {
+        id: NodeId,
+    },
+    UpdateMember {
+        id: NodeId,
+        node: MemberNode,
+    },
+    /// Asks a member to start an election now (leader transfer).
+    Campaign,
+    /// A new master asks to join: it is added as a learner (or, if `etcdctl member add`
+    /// announced its peer URL, given that member's id).
+    Join {
+        node: MemberNode,
+    },
+}
+
+/// The Raft side of a master: proposes, reads through read index, forwards to the leader.
+#[derive(Clone)]
+pub struct RaftConsensus {
+    id: NodeId,
+    cluster_id: u64,
+    raft: Raft<TypeConfig>,
+    peers: PeerChannels,
+    metrics: watch::Receiver<RaftMetrics<NodeId, MemberNode>>,
+}
+
+impl RaftConsensus {
+    pub fn new(id: NodeId, raft: Raft<TypeConfig>, peers: PeerChannels) -> Self {
+        let metrics = raft.metrics();
+        let cluster_id = member_id(&raft.config().cluster_name, "");
+        RaftConsensus { id, cluster_id, raft, peers, metrics }
+    }
+
+    /// Returns the cluster's id, derived from its cluster token.
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    pub fn metrics(&self) -> RaftMetrics<NodeId, MemberNode> {
+        self.metrics.borrow().clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let metrics = self.metrics.borrow();
+        metrics.state == ServerState::Leader && metrics.current_leader == Some(self.id)
+    }
+
+    /// Returns the leader this replica knows of, unless it is this replica.
+    fn remote_leader(&self) -> Option<MemberNode> {
+        let metrics = self.metrics.borrow();
+        let leader = metrics.current_leader.filter(|id| *id != self.id)?;
+        metrics.membership_config.membership().get_node(&leader).cloned()
+    }
+
+    pub fn leader_id(&self) -> Option<NodeId> {
+        self.metrics.borrow().current_leader
+    }
+
+    /// Proposes on this replica, which must lead; never forwards.
+    pub(crate) async fn propose_as_leader(
+        &self,
+        command: Command,
+    ) -> Result<CommandResponse, StoreError> {
+        if !self.is_leader() {
+            return Err(StoreError::NotLeader);
+        }
+        let written = tokio::time::timeout(REQUEST_TIMEOUT, self.raft.client_write(command)).await;
+        // Without a quorum the entry never commits; etcd answers such a request with a time-out
+        // (the entry may still commit later, so the outcome is unknown to the client).
+        let Ok(written) = written else { return Err(StoreError::Timeout) };
+        match written {
+            Ok(response) => match response.data {
+                Ok(Some(answer)) => Ok(answer),
+                Ok(None) => Err(StoreError::Storage("a command produced no response".into())),
+                Err(err) => Err(err),
+            },
+            // The entry was accepted by this leader, which then lost leadership: it may or may
+            // not commit, so the caller must not blindly retry.
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(StoreError::LeaderChanged)
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(err))) => {
+                Err(StoreError::InvalidArgument(err.to_string()))
+            }
+            Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
+        }
+    }
+
+    /// Returns the leader's read index (called on the leader).
+    pub(crate) async fn read_index_as_leader(&self) -> Result<u64, StoreError> {
+        if !self.is_leader() {
+            return Err(StoreError::NotLeader);
+        }
+        match self.raft.get_read_log_id().await {
+            Ok((read_log_id, _)) => Ok(read_log_id.map(|id| id.index).unwrap_or(0)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
+                Err(StoreError::NotLeader)
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Err(StoreError::Timeout)
+            }
+            Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
+        }
+    }
+
+    /// Runs `local` when this replica leads, otherwise forwards `request` to the leader,
+    /// retrying while leadership is moving, until [`REQUEST_TIMEOUT`].
+    pub(crate) async fn on_leader<T, F, Fut>(
+        &self,
+        request: ForwardRequest,
+        local: F,
+    ) -> Result<T, StoreError>
+    where
+        T: serde::de::DeserializeOwned,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let attempt = if self.is_leader() {
+                local().await
+            } else if let Some(leader) = self.remote_leader() {
+                self.peers.forward::<T>(&leader, &request).await
+            } else {
+                Err(StoreError::NoLeader)
+            };
+            match attempt {
+                Err(StoreError::NotLeader | StoreError::NoLeader) if Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(StoreError::NotLeader) => return Err(StoreError::Timeout),
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Consensus for RaftConsensus {
+    async fn propose(&self, command: Command) -> Result<CommandResponse, StoreError> {
+        let request = ForwardRequest::Write(command.clone());
+        self.on_leader(request, || self.propose_as_leader(command.clone())).await
+    }
+
+    async fn read_barrier(&self) -> Result<(), StoreError> {
+        let index =
+            self.on_leader(ForwardRequest::ReadIndex, || self.read_index_as_leader()).await?;
+        self.raft
+            .wait(Some(REQUEST_TIMEOUT))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map_err(|_| StoreError::Timeout)?;
+        Ok(())
+    }
+
+    fn leader_term(&self) -> Option<u64> {
+        let metrics = self.metrics.borrow();
+        (metrics.state == ServerState::Leader && metrics.current_leader == Some(self.id))
+            .then_some(metrics.current_term)
+    }
+
+    async fn ask_leader(&self, query: LeaderQuery) -> Result<i64, StoreError> {
+        // Only called when this replica does not lead; if it becomes leader meanwhile, the
+        // forwarded call to itself is refused and retried against the new leader.
+        let request = ForwardRequest::Lease(query);
+        self.on_leader(request, || async { Err(StoreError::NotLeader) }).await
+    }
+}
+
+/// Returns a member id for an initial-cluster member: a stable hash of the cluster token and
+/// the member name, never zero.
+pub fn member_id(cluster_token: &str, name: &str) -> NodeId {
+    // FNV-1a: stable across releases and platforms, unlike std's hasher.
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for byte in cluster_token.bytes().chain([0]).chain(name.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    hash.max(1)
+}
+
+/// Builds the initial membership from `name=peer_url` pairs.
+pub fn initial_members(
+    cluster_token: &str,
+    members: &[PeerUrlSpec],
+) -> BTreeMap<NodeId, MemberNode> {
+    members
+        .iter()
+        .map(|m| {
+            let node = MemberNode {
+                name: m.name.clone(),
+                peer_url: m.peer_url.clone(),
+                client_urls: Vec::new(),
+            };
+            (member_id(cluster_token, &m.name), node)
+        })
+        .collect()
+}
