@@ -2,6 +2,9 @@
 //! drive it with the real `etcdctl` and an etcd client, and inject faults (kill -9, SIGSTOP,
 //! restart) into its members.
 //!
+//! [`netns::NetnsCluster`] runs masters in network namespaces of their own instead, for
+//! partitions.
+//!
 //! The binary under test is `$FLOTILLA_BIN`, or `target/debug/flotilla` of this workspace
 //! (build it first: `cargo build --bin flotilla`).
 
@@ -13,6 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+pub mod netns;
 
 /// Returns the flotilla binary to test.
 pub fn flotilla_bin() -> anyhow::Result<PathBuf> {

@@ -183,7 +183,7 @@ impl<C: Consensus> Store<C> {
 }
 
 /// Returns the bytes of keys and values a command carries, the part that can be large.
-fn command_size(command: &Command) -> usize {
+pub(crate) fn command_size(command: &Command) -> usize {
     fn ops_size(ops: &[TxnOp]) -> usize {
         ops.iter()
             .map(|op| match op {
@@ -209,6 +209,7 @@ fn command_size(command: &Command) -> usize {
         Command::Put(put) => put.key.len() + put.value.len(),
         Command::Delete(delete) => delete.range.key.len() + delete.range.range_end.len(),
         Command::Txn(txn) => txn_size(txn),
+        Command::Batch(commands) => commands.iter().map(command_size).sum(),
         Command::Compact { .. } | Command::LeaseGrant { .. } | Command::LeaseRevoke { .. } => 0,
     }
 }

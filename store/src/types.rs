@@ -308,9 +308,19 @@ pub enum Command {
     Put(PutRequest),
     Delete(DeleteRequest),
     Txn(TxnRequest),
-    Compact { revision: i64 },
-    LeaseGrant { id: i64, ttl: i64 },
-    LeaseRevoke { id: i64 },
+    Compact {
+        revision: i64,
+    },
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+    },
+    LeaseRevoke {
+        id: i64,
+    },
+    /// Independent commands proposed together so that they share one log entry and one fsync;
+    /// each is applied in order as if proposed alone.
+    Batch(Vec<Command>),
 }
 
 /// The deterministic outcome of applying one [`Command`].
@@ -319,9 +329,15 @@ pub enum CommandResponse {
     Put(PutResponse),
     Delete(DeleteResponse),
     Txn(TxnResponse),
-    Compact { revision: i64 },
+    Compact {
+        revision: i64,
+    },
     LeaseGrant(LeaseGrantResponse),
-    LeaseRevoke { revision: i64 },
+    LeaseRevoke {
+        revision: i64,
+    },
+    /// One outcome per command of a [`Command::Batch`], in order.
+    Batch(Vec<Result<CommandResponse, crate::StoreError>>),
 }
 
 /// What the state machine returns for one log entry: a response or an error that changed

@@ -172,6 +172,9 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let seconds = arg(&args, "--seconds", 5)?;
     let nodes = arg(&args, "--nodes", 3)? as usize;
+    // Profiling aid: `--keep` leaves the cluster running (and its directory in place) after
+    // the last workload until the process is interrupted.
+    let keep = args.iter().any(|a| a == "--keep");
     if nodes != 1 && nodes != 3 {
         bail!("--nodes must be 1 or 3");
     }
@@ -248,6 +251,10 @@ async fn main() -> anyhow::Result<()> {
             ours.ops_per_second / etcd.ops_per_second,
             ms(ours.p99) / ms(etcd.p99),
         );
+    }
+    if keep {
+        println!("cluster kept in {}; Ctrl-C ends it", flotilla.dir.display());
+        tokio::signal::ctrl_c().await?;
     }
     for child in &mut etcd_children {
         let _ = child.kill();

@@ -2,3 +2,4 @@
 
 mod etcdctl;
 mod faults;
+mod partition;

@@ -158,6 +158,16 @@ impl Mvcc {
     /// Applies one command. An error leaves the state exactly as it was.
     pub fn apply(&mut self, command: &Command) -> Result<CommandResponse, StoreError> {
         match command {
+            Command::Batch(commands) => {
+                let mut results = Vec::with_capacity(commands.len());
+                for command in commands {
+                    match self.apply(command) {
+                        Err(err) if err.is_fatal() => return Err(err),
+                        result => results.push(result),
+                    }
+                }
+                Ok(CommandResponse::Batch(results))
+            }
             Command::Put(req) => {
                 self.check_put(req)?;
                 let mut ctx = self.begin();

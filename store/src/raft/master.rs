@@ -179,6 +179,9 @@ pub struct Master {
     fatal: CancellationToken,
 }
 
+/// How long shutdown waits for connections to drain and storage to be released.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
 /// How long a new master keeps trying to join before it gives up.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -370,9 +373,21 @@ impl Master {
             tracing::warn!(error = %e, "raft shutdown");
         }
         self.store.shutdown().await;
-        self.tasks.wait().await;
+        // Servers drain their connections; a connection to an unreachable peer never drains,
+        // so draining gets a grace period.
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
+            tracing::warn!("connections still open after the grace period; stopping anyway");
+        }
         if let Err(e) = self.db.flush_async().await {
             tracing::error!(error = %e, "final flush failed");
+        }
+        // openraft's state-machine worker may still hold the state for a moment after Raft
+        // has stopped; wait for it so the data directory can be opened again at once.
+        let shared = self.store.shared().clone();
+        drop(self.store);
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while Arc::strong_count(&shared) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tracing::info!(name = %self.config.name, "master stopped");
     }

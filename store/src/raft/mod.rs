@@ -8,6 +8,8 @@ mod log_store;
 mod master;
 mod membership;
 mod network;
+mod proposer;
+mod read_index;
 mod service;
 mod state_machine;
 
@@ -16,7 +18,7 @@ use std::fmt;
 use std::io::Cursor;
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{Raft, RaftMetrics, ServerState};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -101,6 +103,8 @@ pub struct RaftConsensus {
     id: NodeId,
     cluster_id: u64,
     raft: Raft<TypeConfig>,
+    proposer: proposer::Proposer,
+    reads: Option<read_index::ReadIndexBatcher>,
     peers: PeerChannels,
     metrics: watch::Receiver<RaftMetrics<NodeId, MemberNode>>,
 }
@@ -109,7 +113,21 @@ impl RaftConsensus {
     pub fn new(id: NodeId, raft: Raft<TypeConfig>, peers: PeerChannels) -> Self {
         let metrics = raft.metrics();
         let cluster_id = member_id(&raft.config().cluster_name, "");
-        RaftConsensus { id, cluster_id, raft, peers, metrics }
+        let proposer = proposer::Proposer::start(raft.clone());
+        let mut consensus =
+            RaftConsensus { id, cluster_id, raft, proposer, reads: None, peers, metrics };
+        // The batcher's rounds run on a copy without a batcher of its own.
+        let rounds = consensus.clone();
+        consensus.reads =
+            Some(read_index::ReadIndexBatcher::start(std::sync::Arc::new(move || {
+                let consensus = rounds.clone();
+                Box::pin(async move {
+                    consensus
+                        .on_leader(ForwardRequest::ReadIndex, || consensus.read_index_as_leader())
+                        .await
+                })
+            })));
+        consensus
     }
 
     /// Returns the cluster's id, derived from its cluster token.
@@ -145,33 +163,37 @@ impl RaftConsensus {
         self.metrics.borrow().current_leader
     }
 
-    /// Proposes on this replica, which must lead; never forwards.
+    /// Proposes on this replica, which must lead; never forwards. Concurrent proposals share
+    /// log entries (see [`proposer`]).
     pub(crate) async fn propose_as_leader(
         &self,
         command: Command,
-    ) -> Result<CommandResponse, StoreError> {
+    ) -> Result<proposer::Proposed, StoreError> {
         if !self.is_leader() {
             return Err(StoreError::NotLeader);
         }
-        let written = tokio::time::timeout(REQUEST_TIMEOUT, self.raft.client_write(command)).await;
-        // Without a quorum the entry never commits; etcd answers such a request with a time-out
-        // (the entry may still commit later, so the outcome is unknown to the client).
-        let Ok(written) = written else { return Err(StoreError::Timeout) };
-        match written {
-            Ok(response) => match response.data {
-                Ok(Some(answer)) => Ok(answer),
-                Ok(None) => Err(StoreError::Storage("a command produced no response".into())),
-                Err(err) => Err(err),
-            },
-            // The entry was accepted by this leader, which then lost leadership: it may or may
-            // not commit, so the caller must not blindly retry.
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(StoreError::LeaderChanged)
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(err))) => {
-                Err(StoreError::InvalidArgument(err.to_string()))
-            }
-            Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
+        self.proposer.propose(command).await
+    }
+
+    /// Waits until this replica has applied the log up to `index`.
+    async fn wait_applied(&self, index: u64) -> Result<(), StoreError> {
+        if self.metrics.borrow().last_applied.is_some_and(|id| id.index >= index) {
+            return Ok(());
+        }
+        self.raft
+            .wait(Some(REQUEST_TIMEOUT))
+            .applied_index_at_least(Some(index), "apply")
+            .await
+            .map(|_| ())
+            .map_err(|_| StoreError::Timeout)
+    }
+
+    /// Returns a read index obtained after the call began, sharing the round with concurrent
+    /// readers (see [`read_index`]).
+    pub(crate) async fn shared_read_index(&self) -> Result<u64, StoreError> {
+        match &self.reads {
+            Some(reads) => reads.read_index().await,
+            None => self.on_leader(ForwardRequest::ReadIndex, || self.read_index_as_leader()).await,
         }
     }
 
@@ -227,18 +249,17 @@ impl RaftConsensus {
 impl Consensus for RaftConsensus {
     async fn propose(&self, command: Command) -> Result<CommandResponse, StoreError> {
         let request = ForwardRequest::Write(command.clone());
-        self.on_leader(request, || self.propose_as_leader(command.clone())).await
+        let (response, index) =
+            self.on_leader(request, || self.propose_as_leader(command.clone())).await?;
+        // A write forwarded to the leader is answered once it is applied there; wait until it
+        // is applied here too, so that this member's own reads see what it acknowledged.
+        self.wait_applied(index).await?;
+        Ok(response)
     }
 
     async fn read_barrier(&self) -> Result<(), StoreError> {
-        let index =
-            self.on_leader(ForwardRequest::ReadIndex, || self.read_index_as_leader()).await?;
-        self.raft
-            .wait(Some(REQUEST_TIMEOUT))
-            .applied_index_at_least(Some(index), "read barrier")
-            .await
-            .map_err(|_| StoreError::Timeout)?;
-        Ok(())
+        let index = self.shared_read_index().await?;
+        self.wait_applied(index).await
     }
 
     fn leader_term(&self) -> Option<u64> {

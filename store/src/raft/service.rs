@@ -61,7 +61,7 @@ impl Peer for PeerService {
         let consensus = self.consensus();
         match request {
             ForwardRequest::Write(command) => encode(&consensus.propose_as_leader(command).await),
-            ForwardRequest::ReadIndex => encode(&consensus.read_index_as_leader().await),
+            ForwardRequest::ReadIndex => encode(&consensus.shared_read_index().await),
             ForwardRequest::Lease(query) => {
                 let answer: Result<i64, StoreError> = self.store.answer_leader_query(query).await;
                 // A non-leader refuses so that the asking side retries against the new leader.

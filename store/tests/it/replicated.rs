@@ -1,95 +1,17 @@
 //! Three masters in this process over real TLS: the KV suite against a follower (its writes are
 //! forwarded to the leader), then reads and watches across members.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use flotilla_store::etcd::EtcdOptions;
-use flotilla_store::pki::{Authority, CertRequest};
-use flotilla_store::raft::{Master, MasterConfig, NodeId, PeerUrlSpec, RaftConsensus, TlsFiles};
+use flotilla_store::raft::{Master, RaftConsensus};
 use flotilla_store::types::*;
 use flotilla_store::{KvStore, Store};
 
 use crate::kv_suite;
-use crate::support::{next_batch, wait_until};
+use crate::support::{cluster_configs, next_batch, wait_for_leader};
 
 const NAMES: [&str; 3] = ["m1", "m2", "m3"];
-const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Returns a free local port: bound to port 0, then released for the master to bind.
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
-}
-
-/// Writes a CA and one server+client certificate per master; returns the configurations.
-fn cluster_configs(dir: &Path, names: &[&str]) -> Result<Vec<MasterConfig>> {
-    let authority = Authority::generate("flotilla-test-ca")?;
-    let ca = authority.write(dir)?;
-    let mut peers = Vec::new();
-    let mut clients = Vec::new();
-    for _ in names {
-        peers.push(free_port()?);
-        clients.push(free_port()?);
-    }
-    let initial_cluster: Vec<PeerUrlSpec> = names
-        .iter()
-        .zip(&peers)
-        .map(|(name, port)| PeerUrlSpec {
-            name: name.to_string(),
-            peer_url: format!("https://127.0.0.1:{port}"),
-        })
-        .collect();
-    let mut configs = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let cert = authority.issue(
-            &CertRequest {
-                common_name: name,
-                organizations: &[],
-                hosts: &["127.0.0.1", "localhost"],
-                server: true,
-                client: true,
-            },
-            dir,
-            name,
-        )?;
-        configs.push(MasterConfig {
-            name: name.to_string(),
-            data_dir: dir.join(name),
-            listen_peer: SocketAddr::from((Ipv4Addr::LOCALHOST, peers[i])),
-            listen_client: SocketAddr::from((Ipv4Addr::LOCALHOST, clients[i])),
-            advertise_peer_url: format!("https://127.0.0.1:{}", peers[i]),
-            advertise_client_url: format!("https://127.0.0.1:{}", clients[i]),
-            initial_cluster: initial_cluster.clone(),
-            initial_cluster_token: "test".into(),
-            join: None,
-            tls: TlsFiles { ca: ca.cert.clone(), cert: cert.cert, key: cert.key },
-            heartbeat_interval: Duration::from_millis(50),
-            election_timeout: Duration::from_millis(300),
-            snapshot_entries: 1000,
-            etcd: EtcdOptions::default(),
-        });
-    }
-    Ok(configs)
-}
-
-/// Waits until every master names the same leader and that master leads.
-///
-/// Returns the leader's id.
-async fn wait_for_leader(masters: &[Master]) -> Result<NodeId> {
-    wait_until(LEADER_TIMEOUT, "every master to agree on a leader", || async {
-        let leaders: Vec<Option<NodeId>> =
-            masters.iter().map(|m| m.store().consensus().leader_id()).collect();
-        let Some(leader) = leaders[0] else { return Ok(None) };
-        let agreed = leaders.iter().all(|l| *l == Some(leader));
-        let leads = masters
-            .iter()
-            .any(|m| m.store().consensus().id() == leader && m.store().consensus().is_leader());
-        Ok((agreed && leads).then_some(leader))
-    })
-    .await
-}
 
 /// Starts three masters, runs `body` on them, and shuts them all down whatever its outcome.
 async fn with_three_masters<F>(body: F) -> Result<()>
