@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one master: the replicated store (etcd v3 API) of a cluster.
-    Master(master::MasterArgs),
+    Master(Box<master::MasterArgs>),
     /// Start a local cluster on this machine, each member its own process, and stay in the
     /// foreground until interrupted.
     Up(up::UpArgs),
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Master(args) => master::run(args).await,
+            Command::Master(args) => master::run(*args).await,
             Command::Up(args) => up::run(args).await,
         }
     });

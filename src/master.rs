@@ -51,7 +51,7 @@ pub struct MasterArgs {
     #[arg(long, default_value_t = 50)]
     pub heartbeat_interval: u64,
     /// Milliseconds without a heartbeat before a follower starts an election.
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 150)]
     pub election_timeout: u64,
     /// Log entries between snapshots.
     #[arg(long, default_value_t = 10_000)]

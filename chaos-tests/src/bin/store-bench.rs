@@ -33,6 +33,7 @@ struct Result {
 }
 
 /// A running system under test: its endpoints and TLS material.
+#[derive(Clone)]
 struct Target {
     endpoints: Vec<String>,
     ca: PathBuf,
@@ -110,6 +111,32 @@ async fn run(target: &Target, workload: &Workload, seconds: u64) -> anyhow::Resu
             .unwrap_or_default()
     };
     Ok(Result { ops_per_second: latencies.len() as f64 / elapsed, p50: at(0.50), p99: at(0.99) })
+}
+
+/// Returns the index of the endpoint whose member leads.
+async fn leader_index(target: &Target) -> anyhow::Result<usize> {
+    for (index, endpoint) in target.endpoints.iter().enumerate() {
+        let single = Target { endpoints: vec![endpoint.clone()], ..target.clone() };
+        let mut client = single.clients(1).await?.remove(0);
+        let status = client.status().await?;
+        if status.header().map(|h| h.member_id()) == Some(status.leader()) {
+            return Ok(index);
+        }
+    }
+    bail!("no member reports itself as leader")
+}
+
+/// Writes through the survivors until a write succeeds; returns how long that took.
+async fn time_to_next_write(target: &Target) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut client = target.clients(1).await?.remove(0);
+    while started.elapsed() < Duration::from_secs(30) {
+        let put = client.put("bench/failover", "x", None);
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(200), put).await {
+            return Ok(started.elapsed());
+        }
+    }
+    bail!("no write succeeded within 30 s of the leader's death")
 }
 
 /// Starts an etcd 3.4 cluster of `nodes` members with the same certificates Flotilla uses.
@@ -250,6 +277,42 @@ async fn main() -> anyhow::Result<()> {
             ms(ours.p99),
             ours.ops_per_second / etcd.ops_per_second,
             ms(ours.p99) / ms(etcd.p99),
+        );
+    }
+    if nodes == 3 {
+        let etcd_failover = {
+            let leader = leader_index(&etcd_target).await?;
+            let _ = etcd_children[leader].kill();
+            let survivors: Vec<String> = etcd_target
+                .endpoints
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != leader)
+                .map(|(_, e)| e.clone())
+                .collect();
+            time_to_next_write(&Target { endpoints: survivors, ..etcd_target.clone() }).await?
+        };
+        let flotilla_failover = {
+            let leader = leader_index(&flotilla_target).await?;
+            flotilla.signal(leader, nix::sys::signal::Signal::SIGKILL)?;
+            let survivors: Vec<String> = flotilla_target
+                .endpoints
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != leader)
+                .map(|(_, e)| e.clone())
+                .collect();
+            time_to_next_write(&Target { endpoints: survivors, ..flotilla_target.clone() }).await?
+        };
+        println!(
+            "{:<18} {:>7} | {:>10.0} ms {:>18} | {:>10.0} ms {:>18} | {:>9.2}",
+            "leader kill -9",
+            "-",
+            etcd_failover.as_secs_f64() * 1000.0,
+            "until a write",
+            flotilla_failover.as_secs_f64() * 1000.0,
+            "until a write",
+            flotilla_failover.as_secs_f64() / etcd_failover.as_secs_f64(),
         );
     }
     if keep {

@@ -9,12 +9,15 @@ use std::time::{Duration, Instant};
 use flotilla_chaos_tests::{wait_until, Cluster};
 use nix::sys::signal::Signal;
 
+/// When a write first failed, and when writes succeeded again after it.
+type Outage = (Instant, Option<Instant>);
+
 /// Writes `prefix/<n>` = n in a loop until stopped; records every acknowledged write.
 struct Writer {
     stop: Arc<AtomicBool>,
     acknowledged: Arc<Mutex<BTreeMap<String, String>>>,
     /// Times at which a write failed, and the time of the next success after each failure.
-    outages: Arc<Mutex<Vec<(Instant, Option<Instant>)>>>,
+    outages: Arc<Mutex<Vec<Outage>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -22,7 +25,7 @@ impl Writer {
     fn start(client: etcd_client::Client, prefix: &'static str) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let acknowledged = Arc::new(Mutex::new(BTreeMap::new()));
-        let outages: Arc<Mutex<Vec<(Instant, Option<Instant>)>>> = Arc::default();
+        let outages: Arc<Mutex<Vec<Outage>>> = Arc::default();
         let task = {
             let (stop, acknowledged, outages) =
                 (stop.clone(), acknowledged.clone(), outages.clone());
@@ -65,7 +68,7 @@ impl Writer {
         self.acknowledged.lock().expect("ack log").len()
     }
 
-    async fn stop(self) -> (BTreeMap<String, String>, Vec<(Instant, Option<Instant>)>) {
+    async fn stop(self) -> (BTreeMap<String, String>, Vec<Outage>) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.task.await;
         let acknowledged = self.acknowledged.lock().expect("ack log").clone();

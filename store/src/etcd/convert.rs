@@ -148,7 +148,7 @@ pub fn delete_response(resp: DeleteResponse, header: PbResponseHeader) -> PbDele
 
 /// Converts a transaction response; every nested header gets `header` with its revision.
 pub fn txn_response(resp: TxnResponse, header: &PbResponseHeader) -> PbTxnResponse {
-    let with_revision = |revision: i64| PbResponseHeader { revision, ..header.clone() };
+    let with_revision = |revision: i64| PbResponseHeader { revision, ..*header };
     PbTxnResponse {
         header: Some(with_revision(resp.revision)),
         succeeded: resp.succeeded,

@@ -116,7 +116,7 @@ impl PbMaintenanceService for MaintenanceService {
             for chunk in bytes.chunks(SNAPSHOT_CHUNK) {
                 sent += chunk.len();
                 let response = PbSnapshotResponse {
-                    header: Some(header.clone()),
+                    header: Some(header),
                     remaining_bytes: (total - sent) as u64,
                     blob: chunk.to_vec(),
                     version: ETCD_API_VERSION.to_string(),

@@ -15,6 +15,9 @@ use super::txn::{self, TxnPath};
 use crate::types::*;
 use crate::StoreError;
 
+/// One key and value of the backend, as snapshots carry them.
+pub type BackendEntry = (Vec<u8>, Vec<u8>);
+
 /// The changes one revision made, for watchers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RevisionEvents {
@@ -687,12 +690,12 @@ impl Mvcc {
     }
 
     /// Returns every backend entry, for a snapshot.
-    pub fn export(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn export(&self) -> Result<Vec<BackendEntry>, StoreError> {
         self.backend.scan(b"", b"").collect()
     }
 
     /// Replaces the whole state with a snapshot's entries.
-    pub fn import(&mut self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
+    pub fn import(&mut self, entries: Vec<BackendEntry>) -> Result<(), StoreError> {
         self.pending = WriteBatch::default();
         self.pending_records.clear();
         self.pending_events.clear();

@@ -6,5 +6,5 @@ mod record;
 mod txn;
 
 pub use backend::{Backend, MemBackend, ScanItem, SledBackend, WriteBatch};
-pub use engine::{Mvcc, RevisionEvents};
+pub use engine::{BackendEntry, Mvcc, RevisionEvents};
 pub use txn::validate as validate_txn;

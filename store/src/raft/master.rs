@@ -141,8 +141,10 @@ impl MasterConfig {
         let config = Config {
             cluster_name: self.initial_cluster_token.clone(),
             heartbeat_interval: self.heartbeat_interval.as_millis() as u64,
+            // A follower campaigns after the leader lease (openraft: the maximum timeout) plus a
+            // random timeout in [min, max): 350-400 ms after the last heartbeat by default.
             election_timeout_min: election,
-            election_timeout_max: election * 2,
+            election_timeout_max: election + election / 3,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_entries),
             max_in_snapshot_log_to_keep: 1000,
             // openraft bounds an AppendEntries by entry count and gives it one heartbeat
