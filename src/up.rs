@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use flotilla_store::pki::{Authority, CertRequest};
+use flotilla_store::pki::ClusterPki;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
@@ -65,21 +65,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         bail!("--masters must be odd (1, 3 or 5): an even count tolerates no more failures than one less");
     }
     let dir = absolute(&args.dir)?;
-    let pki = dir.join("pki");
-    std::fs::create_dir_all(&pki).with_context(|| format!("creating {}", pki.display()))?;
-    let authority = Authority::generate("flotilla-ca")?;
-    let ca = authority.write(&pki)?;
-    let admin = authority.issue(
-        &CertRequest {
-            common_name: "admin",
-            organizations: &["system:masters"],
-            hosts: &[],
-            server: false,
-            client: true,
-        },
-        &pki,
-        "admin",
-    )?;
+    let pki = ClusterPki::create(&dir.join("pki"))?;
+    let (ca, admin) = (pki.ca.clone(), pki.admin.clone());
 
     let names: Vec<String> = (1..=args.masters).map(|i| format!("master-{i}")).collect();
     let ports: Vec<(u16, u16)> =
@@ -96,17 +83,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     for (name, (peer, client)) in names.iter().zip(&ports) {
         let member_dir = dir.join(name);
         std::fs::create_dir_all(&member_dir)?;
-        let cert = authority.issue(
-            &CertRequest {
-                common_name: name,
-                organizations: &["flotilla:masters"],
-                hosts: &["127.0.0.1", "localhost"],
-                server: true,
-                client: true,
-            },
-            &pki,
-            name,
-        )?;
+        let cert = pki.issue_master(name, &["127.0.0.1", "localhost"])?;
         let client_url = format!("https://127.0.0.1:{client}");
         let argv: Vec<String> = vec![
             binary.display().to_string(),

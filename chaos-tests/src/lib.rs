@@ -203,14 +203,9 @@ impl Cluster {
     /// Returns the index of the member the cluster reports as leader, asking each member.
     pub async fn leader(&self) -> Option<usize> {
         for member in &self.members {
-            // A paused member accepts connections but never answers: bound every step.
-            let connect = self.client(std::slice::from_ref(&member.client_url));
-            let Ok(Ok(mut client)) = tokio::time::timeout(Duration::from_secs(1), connect).await
-            else {
-                continue;
-            };
-            let Ok(Ok(status)) =
-                tokio::time::timeout(Duration::from_secs(1), client.status()).await
+            // A paused member accepts connections but never answers.
+            let Some(status) =
+                status_within(self.client(std::slice::from_ref(&member.client_url))).await
             else {
                 continue;
             };
@@ -271,6 +266,34 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Reads every key under `prefix` (linearizable) as text.
+pub async fn read_prefix(
+    client: &mut etcd_client::Client,
+    prefix: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let response = client.get(prefix, Some(etcd_client::GetOptions::new().with_prefix())).await?;
+    Ok(response
+        .kvs()
+        .iter()
+        .map(|kv| {
+            (
+                kv.key_str().unwrap_or_default().to_string(),
+                kv.value_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect())
+}
+
+/// Connects and asks for a member's status, each step bounded to a second; `None` when the
+/// member does not answer in time.
+pub async fn status_within(
+    connect: impl std::future::Future<Output = anyhow::Result<etcd_client::Client>>,
+) -> Option<etcd_client::StatusResponse> {
+    let step = Duration::from_secs(1);
+    let mut client = tokio::time::timeout(step, connect).await.ok()?.ok()?;
+    tokio::time::timeout(step, client.status()).await.ok()?.ok()
 }
 
 fn read_env(path: &Path) -> anyhow::Result<Vec<(String, String)>> {

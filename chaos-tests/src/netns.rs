@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use flotilla_store::pki::{Authority, CertFiles, CertRequest};
+use flotilla_store::pki::{CertFiles, ClusterPki};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -81,21 +81,8 @@ impl NetnsCluster {
         let tag = new_tag();
         let subnet = free_subnet()?;
         let dir = std::env::temp_dir().join(format!("flotilla-netns-{tag}"));
-        let pki = dir.join("pki");
-        std::fs::create_dir_all(&pki).with_context(|| format!("creating {}", pki.display()))?;
-        let authority = Authority::generate("flotilla-ca")?;
-        let ca = authority.write(&pki)?;
-        let admin = authority.issue(
-            &CertRequest {
-                common_name: "admin",
-                organizations: &["system:masters"],
-                hosts: &[],
-                server: false,
-                client: true,
-            },
-            &pki,
-            "admin",
-        )?;
+        let pki = ClusterPki::create(&dir.join("pki"))?;
+        let (ca, admin) = (pki.ca.clone(), pki.admin.clone());
 
         let bridge_address = Ipv4Addr::new(10, 213, subnet, 1);
         let mut network = Network::create(&format!("{BRIDGE_PREFIX}{tag}"), bridge_address)?;
@@ -134,17 +121,7 @@ impl NetnsCluster {
         for member in &members {
             std::fs::create_dir_all(&member.dir)?;
             let address = member.address.to_string();
-            let cert = authority.issue(
-                &CertRequest {
-                    common_name: &member.name,
-                    organizations: &["flotilla:masters"],
-                    hosts: &[&address, "127.0.0.1", "localhost"],
-                    server: true,
-                    client: true,
-                },
-                &pki,
-                &member.name,
-            )?;
+            let cert = pki.issue_master(&member.name, &[&address, "127.0.0.1", "localhost"])?;
             let log = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -213,14 +190,9 @@ impl NetnsCluster {
     /// of them from the root namespace (so an isolated member is never asked successfully).
     pub async fn leader_among(&self, members: &[usize]) -> Option<usize> {
         for &member in members {
-            // An isolated member never answers: bound every step.
-            let connect = self.client(std::slice::from_ref(&member));
-            let Ok(Ok(mut client)) = tokio::time::timeout(Duration::from_secs(1), connect).await
-            else {
-                continue;
-            };
-            let Ok(Ok(status)) =
-                tokio::time::timeout(Duration::from_secs(1), client.status()).await
+            // An isolated member never answers.
+            let Some(status) =
+                crate::status_within(self.client(std::slice::from_ref(&member))).await
             else {
                 continue;
             };

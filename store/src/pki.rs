@@ -39,6 +39,46 @@ pub struct CertRequest<'a> {
     pub client: bool,
 }
 
+/// A new cluster's certificate authority with its files: the CA and an administrator's client
+/// certificate (CN `admin`, O `system:masters`), all in one directory.
+pub struct ClusterPki {
+    pub authority: Authority,
+    pub dir: PathBuf,
+    pub ca: CertFiles,
+    pub admin: CertFiles,
+}
+
+impl ClusterPki {
+    /// Creates `dir` and a new CA and administrator certificate in it.
+    pub fn create(dir: &Path) -> Result<Self, PkiError> {
+        std::fs::create_dir_all(dir).map_err(|source| PkiError::Io { path: dir.into(), source })?;
+        let authority = Authority::generate("flotilla-ca")?;
+        let ca = authority.write(dir)?;
+        let admin_request = CertRequest {
+            common_name: "admin",
+            organizations: &["system:masters"],
+            hosts: &[],
+            server: false,
+            client: true,
+        };
+        let admin = authority.issue(&admin_request, dir, "admin")?;
+        Ok(ClusterPki { authority, dir: dir.to_path_buf(), ca, admin })
+    }
+
+    /// Issues a master's certificate (server and client use) for the given hosts, written as
+    /// `<name>.crt` and `<name>.key`.
+    pub fn issue_master(&self, name: &str, hosts: &[&str]) -> Result<CertFiles, PkiError> {
+        let request = CertRequest {
+            common_name: name,
+            organizations: &["flotilla:masters"],
+            hosts,
+            server: true,
+            client: true,
+        };
+        self.authority.issue(&request, &self.dir, name)
+    }
+}
+
 fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
     std::fs::write(path, contents).map_err(|source| PkiError::Io { path: path.into(), source })
 }

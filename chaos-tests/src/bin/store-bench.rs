@@ -42,6 +42,13 @@ struct Target {
 }
 
 impl Target {
+    /// Returns the same system without the endpoint at `index`.
+    fn without(&self, index: usize) -> Target {
+        let mut endpoints = self.endpoints.clone();
+        endpoints.remove(index);
+        Target { endpoints, ..self.clone() }
+    }
+
     async fn clients(&self, count: usize) -> anyhow::Result<Vec<etcd_client::Client>> {
         let tls = etcd_client::TlsOptions::new()
             .ca_certificate(etcd_client::Certificate::from_pem(std::fs::read(&self.ca)?))
@@ -283,26 +290,12 @@ async fn main() -> anyhow::Result<()> {
         let etcd_failover = {
             let leader = leader_index(&etcd_target).await?;
             let _ = etcd_children[leader].kill();
-            let survivors: Vec<String> = etcd_target
-                .endpoints
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != leader)
-                .map(|(_, e)| e.clone())
-                .collect();
-            time_to_next_write(&Target { endpoints: survivors, ..etcd_target.clone() }).await?
+            time_to_next_write(&etcd_target.without(leader)).await?
         };
         let flotilla_failover = {
             let leader = leader_index(&flotilla_target).await?;
             flotilla.signal(leader, nix::sys::signal::Signal::SIGKILL)?;
-            let survivors: Vec<String> = flotilla_target
-                .endpoints
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != leader)
-                .map(|(_, e)| e.clone())
-                .collect();
-            time_to_next_write(&Target { endpoints: survivors, ..flotilla_target.clone() }).await?
+            time_to_next_write(&flotilla_target.without(leader)).await?
         };
         println!(
             "{:<18} {:>7} | {:>10.0} ms {:>18} | {:>10.0} ms {:>18} | {:>9.2}",

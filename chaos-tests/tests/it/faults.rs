@@ -83,17 +83,7 @@ async fn assert_all_present(
     prefix: &str,
     acknowledged: &BTreeMap<String, String>,
 ) -> anyhow::Result<()> {
-    let response = client.get(prefix, Some(etcd_client::GetOptions::new().with_prefix())).await?;
-    let stored: BTreeMap<String, String> = response
-        .kvs()
-        .iter()
-        .map(|kv| {
-            (
-                kv.key_str().unwrap_or_default().to_string(),
-                kv.value_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
+    let stored = flotilla_chaos_tests::read_prefix(client, prefix).await?;
     for (key, value) in acknowledged {
         assert_eq!(stored.get(key), Some(value), "acknowledged write {key} lost");
     }

@@ -237,18 +237,7 @@ async fn an_isolated_leader_refuses_linearizable_requests_and_catches_up() -> an
         Some("final"),
         "stale linearizable read on the rejoined member"
     );
-    let response =
-        rejoined.get("partition/w/", Some(etcd_client::GetOptions::new().with_prefix())).await?;
-    let stored: BTreeMap<String, String> = response
-        .kvs()
-        .iter()
-        .map(|kv| {
-            (
-                kv.key_str().unwrap_or_default().to_string(),
-                kv.value_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
+    let stored = flotilla_chaos_tests::read_prefix(&mut rejoined, "partition/w/").await?;
     for (key, value) in &acknowledged {
         assert_eq!(
             stored.get(key),

@@ -167,24 +167,8 @@ impl StreamTask {
                         self.send(sender, created).await
                     }
                     Err(err) => {
-                        let compact_revision = match err {
-                            StoreError::Compacted { compact_revision } => compact_revision,
-                            _ => 0,
-                        };
                         self.send(sender, created).await
-                            && self
-                                .send(
-                                    sender,
-                                    PbWatchResponse {
-                                        header: Some(current_header(&self.store)),
-                                        watch_id: id,
-                                        canceled: true,
-                                        compact_revision,
-                                        cancel_reason: err.to_string(),
-                                        ..Default::default()
-                                    },
-                                )
-                                .await
+                            && self.send(sender, self.canceled(id, &err)).await
                     }
                 }
             }
@@ -244,23 +228,25 @@ impl StreamTask {
             Err(err) => {
                 self.watches.remove(&id);
                 self.watchers.remove(&id);
-                let compact_revision = match err {
-                    StoreError::Compacted { compact_revision } => compact_revision,
-                    _ => 0,
-                };
-                self.send(
-                    sender,
-                    PbWatchResponse {
-                        header: Some(current_header(&self.store)),
-                        watch_id: id,
-                        canceled: true,
-                        compact_revision,
-                        cancel_reason: err.to_string(),
-                        ..Default::default()
-                    },
-                )
-                .await
+                self.send(sender, self.canceled(id, &err)).await
             }
+        }
+    }
+
+    /// Returns the response that ends a watch because of `err` (etcd sets the compaction
+    /// revision when the watch asked for compacted history).
+    fn canceled(&self, id: i64, err: &StoreError) -> PbWatchResponse {
+        let compact_revision = match err {
+            StoreError::Compacted { compact_revision } => *compact_revision,
+            _ => 0,
+        };
+        PbWatchResponse {
+            header: Some(current_header(&self.store)),
+            watch_id: id,
+            canceled: true,
+            compact_revision,
+            cancel_reason: err.to_string(),
+            ..Default::default()
         }
     }
 
