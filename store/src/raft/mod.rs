@@ -103,7 +103,7 @@ pub struct RaftConsensus {
     id: NodeId,
     cluster_id: u64,
     raft: Raft<TypeConfig>,
-    proposer: proposer::Proposer,
+    proposer: Option<proposer::Proposer>,
     reads: Option<read_index::ReadIndexBatcher>,
     peers: PeerChannels,
     metrics: watch::Receiver<RaftMetrics<NodeId, MemberNode>>,
@@ -113,10 +113,17 @@ impl RaftConsensus {
     pub fn new(id: NodeId, raft: Raft<TypeConfig>, peers: PeerChannels) -> Self {
         let metrics = raft.metrics();
         let cluster_id = member_id(&raft.config().cluster_name, "");
-        let proposer = proposer::Proposer::start(raft.clone());
         let mut consensus =
-            RaftConsensus { id, cluster_id, raft, proposer, reads: None, peers, metrics };
-        // The batcher's rounds run on a copy without a batcher of its own.
+            RaftConsensus { id, cluster_id, raft, proposer: None, reads: None, peers, metrics };
+        // The batchers run their rounds on a copy without batchers of its own.
+        let writes = consensus.clone();
+        consensus.proposer = Some(proposer::Proposer::start(std::sync::Arc::new(move |command| {
+            let consensus = writes.clone();
+            Box::pin(async move {
+                let request = ForwardRequest::Write(command.clone());
+                consensus.on_leader(request, || consensus.write_as_leader(command.clone())).await
+            })
+        })));
         let rounds = consensus.clone();
         consensus.reads =
             Some(read_index::ReadIndexBatcher::start(std::sync::Arc::new(move || {
@@ -163,16 +170,27 @@ impl RaftConsensus {
         self.metrics.borrow().current_leader
     }
 
-    /// Proposes on this replica, which must lead; never forwards. Concurrent proposals share
-    /// log entries (see [`proposer`]).
-    pub(crate) async fn propose_as_leader(
-        &self,
-        command: Command,
-    ) -> Result<proposer::Proposed, StoreError> {
+    /// Writes a command to the log; this replica must lead. Never forwards.
+    async fn write_as_leader(&self, command: Command) -> Result<proposer::Proposed, StoreError> {
         if !self.is_leader() {
             return Err(StoreError::NotLeader);
         }
-        self.proposer.propose(command).await
+        proposer::write(&self.raft, command).await
+    }
+
+    /// Proposes a command through the group-commit batcher (see [`proposer`]); returns its
+    /// outcome and log index once applied by the leader.
+    pub(crate) async fn propose_batched(
+        &self,
+        command: Command,
+    ) -> Result<proposer::Proposed, StoreError> {
+        match &self.proposer {
+            Some(proposer) => proposer.propose(command).await,
+            None => {
+                let request = ForwardRequest::Write(command.clone());
+                self.on_leader(request, || self.write_as_leader(command.clone())).await
+            }
+        }
     }
 
     /// Waits until this replica has applied the log up to `index`.
@@ -248,9 +266,7 @@ impl RaftConsensus {
 
 impl Consensus for RaftConsensus {
     async fn propose(&self, command: Command) -> Result<CommandResponse, StoreError> {
-        let request = ForwardRequest::Write(command.clone());
-        let (response, index) =
-            self.on_leader(request, || self.propose_as_leader(command.clone())).await?;
+        let (response, index) = self.propose_batched(command).await?;
         // A write forwarded to the leader is answered once it is applied there; wait until it
         // is applied here too, so that this member's own reads see what it acknowledged.
         self.wait_applied(index).await?;

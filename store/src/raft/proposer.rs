@@ -1,9 +1,14 @@
-//! Group commit for proposals on the leader.
+//! Group commit for proposals, on every member.
 //!
 //! openraft 0.9 turns every `client_write` into its own log append and waits for that append's
 //! fsync before taking the next one, so concurrent writers would pay one fsync each. The
-//! proposer collects the commands that arrive while earlier batches are in flight and proposes
-//! them as one [`Command::Batch`] entry: one append, one fsync, one replication round for all.
+//! proposer collects the commands that arrive while earlier batches are in flight and hands
+//! them on as one [`Command::Batch`]: on the leader one log entry (one append, one fsync, one
+//! replication round for all), on a follower one forwarded request to the leader.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::Raft;
@@ -24,6 +29,14 @@ pub type Proposed = (CommandResponse, u64);
 
 type Reply = oneshot::Sender<Result<Proposed, StoreError>>;
 
+/// Carries one command (a batch or a single one) to the log: written on the leader, forwarded
+/// from a follower.
+pub type Executor = Arc<
+    dyn Fn(Command) -> Pin<Box<dyn Future<Output = Result<Proposed, StoreError>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// The handle: a typed sender to the worker. The worker exits when every handle is dropped.
 #[derive(Clone)]
 pub struct Proposer {
@@ -31,10 +44,10 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    /// Starts the worker for `raft`. Must be called within a Tokio runtime.
-    pub fn start(raft: Raft<TypeConfig>) -> Self {
+    /// Starts the worker. Must be called within a Tokio runtime.
+    pub fn start(executor: Executor) -> Self {
         let (sender, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, queue));
+        tokio::spawn(run(executor, queue));
         Proposer { sender }
     }
 
@@ -46,7 +59,7 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft<TypeConfig>, mut queue: mpsc::UnboundedReceiver<(Command, Reply)>) {
+async fn run(executor: Executor, mut queue: mpsc::UnboundedReceiver<(Command, Reply)>) {
     let in_flight = std::sync::Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = queue.recv().await {
         // Waiting for a free slot first lets the batch grow while earlier ones are in flight.
@@ -62,23 +75,23 @@ async fn run(raft: Raft<TypeConfig>, mut queue: mpsc::UnboundedReceiver<(Command
                 Err(_) => break,
             }
         }
-        let raft = raft.clone();
+        let executor = executor.clone();
         tokio::spawn(async move {
-            propose_batch(&raft, batch).await;
+            propose_batch(&executor, batch).await;
             drop(permit);
         });
     }
 }
 
-async fn propose_batch(raft: &Raft<TypeConfig>, mut batch: Vec<(Command, Reply)>) {
+async fn propose_batch(executor: &Executor, mut batch: Vec<(Command, Reply)>) {
     if batch.len() == 1 {
         if let Some((command, reply)) = batch.pop() {
-            let _ = reply.send(write(raft, command).await);
+            let _ = reply.send(executor(command).await);
         }
         return;
     }
     let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
-    match write(raft, Command::Batch(commands)).await {
+    match executor(Command::Batch(commands)).await {
         Ok((CommandResponse::Batch(results), index)) if results.len() == replies.len() => {
             for (reply, result) in replies.into_iter().zip(results) {
                 // The caller may have gone away; its command was applied all the same.
@@ -99,7 +112,8 @@ async fn propose_batch(raft: &Raft<TypeConfig>, mut batch: Vec<(Command, Reply)>
     }
 }
 
-async fn write(raft: &Raft<TypeConfig>, command: Command) -> Result<Proposed, StoreError> {
+/// Writes one command to the log of `raft`, which must lead.
+pub async fn write(raft: &Raft<TypeConfig>, command: Command) -> Result<Proposed, StoreError> {
     let written = tokio::time::timeout(super::REQUEST_TIMEOUT, raft.client_write(command)).await;
     // Without a quorum the entry never commits; etcd answers such a request with a time-out
     // (the entry may still commit later, so the outcome is unknown to the client).

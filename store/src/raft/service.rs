@@ -60,7 +60,7 @@ impl Peer for PeerService {
         let request: ForwardRequest = decode(request)?;
         let consensus = self.consensus();
         match request {
-            ForwardRequest::Write(command) => encode(&consensus.propose_as_leader(command).await),
+            ForwardRequest::Write(command) => encode(&consensus.propose_batched(command).await),
             ForwardRequest::ReadIndex => encode(&consensus.shared_read_index().await),
             ForwardRequest::Lease(query) => {
                 let answer: Result<i64, StoreError> = self.store.answer_leader_query(query).await;
