@@ -92,6 +92,36 @@ async fn etcdctl_drives_a_three_master_cluster() -> anyhow::Result<()> {
         assert!(members.contains(&format!("started, {}, ", member.name)), "{members}");
         assert!(members.contains(&member.client_url), "{members}");
     }
+    eprintln!("--- member add announces an unstarted learner; promote refuses it; remove");
+    let added = stdout_of(&cluster.etcdctl(&[
+        "member",
+        "add",
+        "extra",
+        "--learner",
+        "--peer-urls=https://127.0.0.1:9",
+    ])?)?;
+    assert!(added.contains("added to cluster"), "{added}");
+    let id = added
+        .split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("no member id in {added}"))?
+        .to_string();
+    let listed = stdout_of(&cluster.etcdctl(&["member", "list"])?)?;
+    assert!(
+        listed.contains(&format!("{id}, unstarted, , https://127.0.0.1:9, , true")),
+        "{listed}"
+    );
+    let promote = cluster.etcdctl(&["member", "promote", &id])?;
+    assert!(
+        String::from_utf8_lossy(&promote.stderr)
+            .contains("etcdserver: can only promote a learner member which is in sync with leader"),
+        "{}",
+        String::from_utf8_lossy(&promote.stderr)
+    );
+    let removed = stdout_of(&cluster.etcdctl(&["member", "remove", &id])?)?;
+    assert!(removed.contains(&format!("Member {id} removed")), "{removed}");
+    assert_eq!(stdout_of(&cluster.etcdctl(&["member", "list"])?)?.lines().count(), 3);
+
     let status = stdout_of(&cluster.etcdctl(&["endpoint", "status"])?)?;
     assert_eq!(
         status.lines().filter(|l| l.contains(", true, false,")).count(),
