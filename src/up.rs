@@ -4,7 +4,6 @@
 //! and per member `DIR/<member>/` with `data/`, `log`, `pid` and `cmd` (the exact command that
 //! restarts the member). Members that die are not restarted: chaos tests rely on that.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -12,6 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use flotilla_store::pki::ClusterPki;
+use flotilla_store::ports::free_local_port;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
@@ -36,12 +36,6 @@ struct Member {
     client_url: String,
     child: Child,
     pid_file: PathBuf,
-}
-
-/// Returns a free TCP port on 127.0.0.1.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// Quotes a word for a POSIX shell.
@@ -69,8 +63,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let (ca, admin) = (pki.ca.clone(), pki.admin.clone());
 
     let names: Vec<String> = (1..=args.masters).map(|i| format!("master-{i}")).collect();
-    let ports: Vec<(u16, u16)> =
-        names.iter().map(|_| Ok((free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
+    let ports: Vec<(u16, u16)> = names
+        .iter()
+        .map(|_| Ok((free_local_port()?, free_local_port()?)))
+        .collect::<anyhow::Result<_>>()?;
     let initial_cluster = names
         .iter()
         .zip(&ports)

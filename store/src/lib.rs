@@ -11,6 +11,7 @@ mod lessor;
 mod local;
 pub mod mvcc;
 pub mod pki;
+pub mod ports;
 pub mod raft;
 mod shared;
 mod store;

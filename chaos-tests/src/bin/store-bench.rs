@@ -27,6 +27,7 @@ enum Kind {
 }
 
 struct Result {
+    /// Successful requests per second.
     ops_per_second: f64,
     p50: Duration,
     p99: Duration,
@@ -83,6 +84,7 @@ async fn run(target: &Target, workload: &Workload, seconds: u64) -> anyhow::Resu
         let kind = workload.kind;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut errors = Vec::new();
             let mut n = 0u64;
             while Instant::now() < deadline {
                 let started = Instant::now();
@@ -98,16 +100,29 @@ async fn run(target: &Target, workload: &Workload, seconds: u64) -> anyhow::Resu
                         client.get("bench/read", options).await.map(|_| ())
                     }
                 };
-                outcome?;
-                latencies.push(started.elapsed());
+                match outcome {
+                    Ok(()) => latencies.push(started.elapsed()),
+                    Err(e) => errors.push(e.to_string()),
+                }
             }
-            anyhow::Ok(latencies)
+            anyhow::Ok((latencies, errors))
         }));
     }
     let started = Instant::now();
     let mut latencies = Vec::new();
+    let mut errors = Vec::new();
     for task in tasks {
-        latencies.extend(task.await??);
+        let (done, failed) = task.await??;
+        latencies.extend(done);
+        errors.extend(failed);
+    }
+    if let Some(first) = errors.first() {
+        eprintln!(
+            "{} {}: {} requests failed, first: {first}",
+            workload.name,
+            workload.clients,
+            errors.len()
+        );
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort();
@@ -148,9 +163,7 @@ async fn time_to_next_write(target: &Target) -> anyhow::Result<Duration> {
 
 /// Starts an etcd 3.4 cluster of `nodes` members with the same certificates Flotilla uses.
 fn start_etcd(nodes: usize, dir: &Path, pki: &Path) -> anyhow::Result<(Vec<Child>, Vec<String>)> {
-    let free = || -> anyhow::Result<u16> {
-        Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-    };
+    let free = flotilla_store::ports::free_local_port;
     let ports: Vec<(u16, u16)> =
         (0..nodes).map(|_| Ok((free()?, free()?))).collect::<anyhow::Result<_>>()?;
     let initial = ports

@@ -273,8 +273,8 @@ async fn grow_to_five_and_shrink_back_under_load() -> anyhow::Result<()> {
         let name = format!("master-{n}");
         let dir = cluster.dir.join(&name);
         std::fs::create_dir_all(&dir)?;
-        let peer = free_port()?;
-        let client_port = free_port()?;
+        let peer = flotilla_store::ports::free_local_port()?;
+        let client_port = flotilla_store::ports::free_local_port()?;
         let log = std::fs::File::create(dir.join("log"))?;
         let child = std::process::Command::new(flotilla_chaos_tests::flotilla_bin()?)
             .arg("master")
@@ -339,8 +339,4 @@ async fn grow_to_five_and_shrink_back_under_load() -> anyhow::Result<()> {
     let (acknowledged, _) = writer.stop().await;
     assert_all_present(&mut client, "grow/", &acknowledged).await?;
     Ok(())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

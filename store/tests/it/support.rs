@@ -4,7 +4,7 @@
 //! for and fails with that name when it times out.
 
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -54,9 +54,9 @@ pub async fn next_batch(watcher: &mut Watcher, what: &str) -> Result<WatchBatch>
 
 // ---- masters -------------------------------------------------------------------------------
 
-/// Returns a free local port: bound to port 0, then released for the master to bind.
+/// Returns a free local port outside the ephemeral range, for a master to bind.
 pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+    Ok(flotilla_store::ports::free_local_port()?)
 }
 
 /// A test cluster's certificate authority, with its files in one directory.
