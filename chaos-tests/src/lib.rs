@@ -268,6 +268,30 @@ impl Drop for Cluster {
     }
 }
 
+/// Writes a key, retrying for up to 5 s while the cluster answers "unavailable" (a leader
+/// change under load): for a test's setup writes, where the write itself is not under test.
+/// Rewriting the same value is harmless if an earlier attempt did commit.
+pub async fn put_retrying(
+    client: &mut etcd_client::Client,
+    key: &str,
+    value: &str,
+    options: Option<etcd_client::PutOptions>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match client.put(key, value, options.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(etcd_client::Error::GRpcStatus(status))
+                if status.code() == tonic::Code::Unavailable && Instant::now() < deadline =>
+            {
+                eprintln!("retrying put {key}: {}", status.message());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Reads every key under `prefix` (linearizable) as text.
 pub async fn read_prefix(
     client: &mut etcd_client::Client,

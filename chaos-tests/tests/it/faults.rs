@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flotilla_chaos_tests::{wait_until, Cluster};
+use flotilla_chaos_tests::{put_retrying, wait_until, Cluster};
 use nix::sys::signal::Signal;
 
 /// When a write first failed, and when writes succeeded again after it.
@@ -172,9 +172,15 @@ async fn a_paused_leader_serves_no_stale_read_and_expires_no_lease() -> anyhow::
         .map(|i| cluster.members[i].client_url.clone())
         .collect();
     let mut client = cluster.client(&others).await?;
-    client.put("stale", "before", None).await?;
+    put_retrying(&mut client, "stale", "before", None).await?;
     let lease = client.lease_grant(3, None).await?.id();
-    client.put("leased", "v", Some(etcd_client::PutOptions::new().with_lease(lease))).await?;
+    put_retrying(
+        &mut client,
+        "leased",
+        "v",
+        Some(etcd_client::PutOptions::new().with_lease(lease)),
+    )
+    .await?;
     let (mut keeper, mut responses) = client.lease_keep_alive(lease).await?;
 
     eprintln!(

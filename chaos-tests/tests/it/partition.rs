@@ -109,7 +109,7 @@ async fn an_isolated_leader_refuses_linearizable_requests_and_catches_up() -> an
     let old_leader = leader.get().expect("waited for a leader");
     let majority: Vec<usize> = all.into_iter().filter(|i| *i != old_leader).collect();
     let mut client = cluster.client(&[]).await?;
-    client.put(KEY, "before", None).await?;
+    flotilla_chaos_tests::put_retrying(&mut client, KEY, "before", None).await?;
     let on_leader = cluster.client(&[old_leader]).await?;
     wait_until(Duration::from_secs(5), "the leader to have applied `before`", || {
         let mut on_leader = on_leader.clone();
@@ -147,7 +147,7 @@ async fn an_isolated_leader_refuses_linearizable_requests_and_catches_up() -> an
     })
     .await?;
     let mut on_majority = cluster.client(majority).await?;
-    on_majority.put(KEY, "after", None).await?;
+    flotilla_chaos_tests::put_retrying(&mut on_majority, KEY, "after", None).await?;
 
     eprintln!("--- the isolated member answers a serializable read from its own replica");
     let serializable = cluster
@@ -209,7 +209,7 @@ async fn an_isolated_leader_refuses_linearizable_requests_and_catches_up() -> an
     cluster.heal(old_leader)?;
     let healed_at = Instant::now();
     let acknowledged = writer.stop().await;
-    on_majority.put(KEY, "final", None).await?;
+    flotilla_chaos_tests::put_retrying(&mut on_majority, KEY, "final", None).await?;
 
     eprintln!("--- the rejoined member's first linearizable answer is the majority's latest value");
     let mut rejoined = cluster.client(&[old_leader]).await?;

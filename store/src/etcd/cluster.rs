@@ -16,8 +16,11 @@ impl ClusterService {
         ClusterService { store }
     }
 
-    fn members(&self) -> Vec<PbMember> {
-        self.store.consensus().members().into_iter().map(member).collect()
+    /// Returns the members after bringing this replica up to date, so a change acknowledged
+    /// anywhere is visible here.
+    async fn members(&self) -> Result<Vec<PbMember>, Status> {
+        crate::Consensus::read_barrier(self.store.consensus()).await.map_err(status)?;
+        Ok(self.store.consensus().members().into_iter().map(member).collect())
     }
 }
 
@@ -48,12 +51,13 @@ impl PbClusterService for ClusterService {
         let peer_url = single_peer_url(request.peer_ur_ls)?;
         let node = MemberNode { name: String::new(), peer_url, client_urls: Vec::new() };
         let consensus = self.store.consensus();
-        let id = consensus.add_member(node, request.is_learner).await.map_err(status)?;
-        let added = consensus.members().into_iter().find(|m| m.id == id).map(member);
+        let is_learner = request.is_learner;
+        let id = consensus.add_member(node.clone(), is_learner).await.map_err(status)?;
+        let members = self.members().await?;
         Ok(Response::new(PbMemberAddResponse {
             header: Some(current_header(&self.store)),
-            member: added,
-            members: self.members(),
+            member: Some(member(Member { id, node, is_learner })),
+            members,
         }))
     }
 
@@ -65,7 +69,7 @@ impl PbClusterService for ClusterService {
         self.store.consensus().remove_member(id).await.map_err(status)?;
         Ok(Response::new(PbMemberRemoveResponse {
             header: Some(current_header(&self.store)),
-            members: self.members(),
+            members: self.members().await?,
         }))
     }
 
@@ -85,20 +89,20 @@ impl PbClusterService for ClusterService {
         consensus.update_member(request.id, node).await.map_err(status)?;
         Ok(Response::new(PbMemberUpdateResponse {
             header: Some(current_header(&self.store)),
-            members: self.members(),
+            members: self.members().await?,
         }))
     }
 
     async fn member_list(
         &self,
-        request: Request<PbMemberListRequest>,
+        _request: Request<PbMemberListRequest>,
     ) -> Result<Response<PbMemberListResponse>, Status> {
-        if request.into_inner().linearizable {
-            crate::Consensus::read_barrier(self.store.consensus()).await.map_err(status)?;
-        }
+        // Always linearizable, whatever the request asks (etcd 3.4 serves its local view): a
+        // member added or removed through any member is then listed by every member.
+        let members = self.members().await?;
         Ok(Response::new(PbMemberListResponse {
             header: Some(current_header(&self.store)),
-            members: self.members(),
+            members,
         }))
     }
 
@@ -110,7 +114,7 @@ impl PbClusterService for ClusterService {
         self.store.consensus().promote_member(id).await.map_err(status)?;
         Ok(Response::new(PbMemberPromoteResponse {
             header: Some(current_header(&self.store)),
-            members: self.members(),
+            members: self.members().await?,
         }))
     }
 }
