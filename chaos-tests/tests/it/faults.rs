@@ -255,6 +255,15 @@ async fn a_full_restart_keeps_every_acknowledged_write() -> anyhow::Result<()> {
         cluster.restart(member)?;
     }
     wait_for_leader(&cluster, None).await?;
+    wait_until(Duration::from_secs(20), "every member to serve again", || async {
+        let mut serving = 0;
+        for member in &cluster.members {
+            let connect = cluster.client(std::slice::from_ref(&member.client_url));
+            serving += usize::from(flotilla_chaos_tests::status_within(connect).await.is_some());
+        }
+        serving == cluster.members.len()
+    })
+    .await?;
     let mut client = cluster.client(&[]).await?;
     assert_all_present(&mut client, "restart/", &acknowledged).await?;
     Ok(())
