@@ -72,7 +72,7 @@ fn header(store: &MasterStore, revision: i64) -> PbResponseHeader {
         cluster_id: consensus.cluster_id(),
         member_id: consensus.id(),
         revision,
-        raft_term: consensus.metrics().current_term,
+        raft_term: consensus.current_term(),
     }
 }
 

@@ -154,6 +154,11 @@ impl RaftConsensus {
         self.metrics.borrow().clone()
     }
 
+    /// Returns the Raft term this replica is in (every response header carries it).
+    pub fn current_term(&self) -> u64 {
+        self.metrics.borrow().current_term
+    }
+
     pub fn is_leader(&self) -> bool {
         let metrics = self.metrics.borrow();
         metrics.state == ServerState::Leader && metrics.current_leader == Some(self.id)
