@@ -59,6 +59,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         bail!("--masters must be odd (1, 3 or 5): an even count tolerates no more failures than one less");
     }
     let dir = absolute(&args.dir)?;
+    if dir.join("etcd.env").exists() {
+        bail!(
+            "{} already holds a cluster (its members' data names their old addresses); remove it or choose another --dir",
+            dir.display()
+        );
+    }
     let pki = ClusterPki::create(&dir.join("pki"))?;
     let (ca, admin) = (pki.ca.clone(), pki.admin.clone());
 
