@@ -283,7 +283,7 @@ impl<C: Consensus> KvStore for Store<C> {
         }
         let ttl = ttl.max(MIN_LEASE_TTL);
         // etcd picks a random positive id when the client leaves it to the server.
-        let id = if id == 0 { rand::random::<i64>() & i64::MAX | 1 } else { id };
+        let id = if id == 0 { (rand::random::<i64>() & i64::MAX) | 1 } else { id };
         match self.propose(Command::LeaseGrant { id, ttl }).await? {
             CommandResponse::LeaseGrant(resp) => Ok(resp),
             other => Err(unexpected(other)),
