@@ -97,46 +97,76 @@ pub enum ForwardRequest {
     },
 }
 
-/// The Raft side of a master: proposes, reads through read index, forwards to the leader.
+/// One Raft replica and the way to its leader: what the batchers and the membership calls
+/// work with.
 #[derive(Clone)]
-pub struct RaftConsensus {
+pub struct Replica {
     id: NodeId,
     cluster_id: u64,
     raft: Raft<TypeConfig>,
-    proposer: Option<proposer::Proposer>,
-    reads: Option<read_index::ReadIndexBatcher>,
     peers: PeerChannels,
     metrics: watch::Receiver<RaftMetrics<NodeId, MemberNode>>,
+}
+
+/// The Raft side of a master: proposes through the group-commit batcher, reads through shared
+/// read-index rounds, forwards to the leader.
+#[derive(Clone)]
+pub struct RaftConsensus {
+    replica: Replica,
+    proposer: proposer::Proposer,
+    reads: read_index::ReadIndexBatcher,
+}
+
+impl std::ops::Deref for RaftConsensus {
+    type Target = Replica;
+
+    fn deref(&self) -> &Replica {
+        &self.replica
+    }
 }
 
 impl RaftConsensus {
     pub fn new(id: NodeId, raft: Raft<TypeConfig>, peers: PeerChannels) -> Self {
         let metrics = raft.metrics();
         let cluster_id = member_id(&raft.config().cluster_name, "");
-        let mut consensus =
-            RaftConsensus { id, cluster_id, raft, proposer: None, reads: None, peers, metrics };
-        // The batchers run their rounds on a copy without batchers of its own.
-        let writes = consensus.clone();
-        consensus.proposer = Some(proposer::Proposer::start(std::sync::Arc::new(move |command| {
-            let consensus = writes.clone();
+        let replica = Replica { id, cluster_id, raft, peers, metrics };
+        let writes = replica.clone();
+        let proposer = proposer::Proposer::start(std::sync::Arc::new(move |command| {
+            let replica = writes.clone();
             Box::pin(async move {
                 let request = ForwardRequest::Write(command.clone());
-                consensus.on_leader(request, || consensus.write_as_leader(command.clone())).await
+                replica.on_leader(request, || replica.write_as_leader(command.clone())).await
             })
-        })));
-        let rounds = consensus.clone();
-        consensus.reads =
-            Some(read_index::ReadIndexBatcher::start(std::sync::Arc::new(move || {
-                let consensus = rounds.clone();
-                Box::pin(async move {
-                    consensus
-                        .on_leader(ForwardRequest::ReadIndex, || consensus.read_index_as_leader())
-                        .await
-                })
-            })));
-        consensus
+        }));
+        let rounds = replica.clone();
+        let reads = read_index::ReadIndexBatcher::start(std::sync::Arc::new(move || {
+            let replica = rounds.clone();
+            Box::pin(async move {
+                replica
+                    .on_leader(ForwardRequest::ReadIndex, || replica.read_index_as_leader())
+                    .await
+            })
+        }));
+        RaftConsensus { replica, proposer, reads }
     }
 
+    /// Proposes a command through the group-commit batcher (see [`proposer`]); returns its
+    /// outcome and log index once applied by the leader.
+    pub(crate) async fn propose_batched(
+        &self,
+        command: Command,
+    ) -> Result<proposer::Proposed, StoreError> {
+        self.proposer.propose(command).await
+    }
+
+    /// Returns a read index obtained after the call began, sharing the round with concurrent
+    /// readers (see [`read_index`]).
+    pub(crate) async fn shared_read_index(&self) -> Result<u64, StoreError> {
+        self.reads.read_index().await
+    }
+}
+
+impl Replica {
     /// Returns the cluster's id, derived from its cluster token.
     pub fn cluster_id(&self) -> u64 {
         self.cluster_id
@@ -183,21 +213,6 @@ impl RaftConsensus {
         proposer::write(&self.raft, command).await
     }
 
-    /// Proposes a command through the group-commit batcher (see [`proposer`]); returns its
-    /// outcome and log index once applied by the leader.
-    pub(crate) async fn propose_batched(
-        &self,
-        command: Command,
-    ) -> Result<proposer::Proposed, StoreError> {
-        match &self.proposer {
-            Some(proposer) => proposer.propose(command).await,
-            None => {
-                let request = ForwardRequest::Write(command.clone());
-                self.on_leader(request, || self.write_as_leader(command.clone())).await
-            }
-        }
-    }
-
     /// Waits until this replica has applied the log up to `index`.
     async fn wait_applied(&self, index: u64) -> Result<(), StoreError> {
         if self.metrics.borrow().last_applied.is_some_and(|id| id.index >= index) {
@@ -209,15 +224,6 @@ impl RaftConsensus {
             .await
             .map(|_| ())
             .map_err(|_| StoreError::Timeout)
-    }
-
-    /// Returns a read index obtained after the call began, sharing the round with concurrent
-    /// readers (see [`read_index`]).
-    pub(crate) async fn shared_read_index(&self) -> Result<u64, StoreError> {
-        match &self.reads {
-            Some(reads) => reads.read_index().await,
-            None => self.on_leader(ForwardRequest::ReadIndex, || self.read_index_as_leader()).await,
-        }
     }
 
     /// Returns the leader's read index (called on the leader).
