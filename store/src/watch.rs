@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 
-use crate::mvcc::RevisionEvents;
+use crate::mvcc::{Mvcc, RevisionEvents};
 use crate::shared::Shared;
 use crate::types::{Event, EventKind, WatchRequest};
 use crate::StoreError;
@@ -168,7 +168,7 @@ impl WatcherTask {
                 )?;
                 let mut batches = Vec::with_capacity(revisions.len());
                 for revision in revisions {
-                    if let Some(batch) = self.filter(&revision)? {
+                    if let Some(batch) = self.filter(&revision, Some(&engine))? {
                         batches.push(batch);
                     }
                 }
@@ -206,7 +206,7 @@ impl WatcherTask {
                 // catch-up; this is a gap): read it from history.
                 return true;
             }
-            let batch = match self.filter(&revision) {
+            let batch = match self.filter(&revision, None) {
                 Ok(batch) => batch,
                 Err(err) => {
                     let _ = self.sender.send(Err(err)).await;
@@ -224,8 +224,19 @@ impl WatcherTask {
     }
 
     /// Keeps the events this watcher asked for, adding previous values where requested.
-    fn filter(&self, revision: &RevisionEvents) -> Result<Option<WatchBatch>, StoreError> {
+    /// `engine` is the engine when the caller already holds its read lock (taking it twice can
+    /// deadlock against a waiting writer); otherwise it is locked once for the revision.
+    fn filter(
+        &self,
+        revision: &RevisionEvents,
+        engine: Option<&Mvcc>,
+    ) -> Result<Option<WatchBatch>, StoreError> {
         let request = &self.request;
+        let locked = match engine {
+            None if request.prev_kv => Some(self.shared.read_engine()),
+            _ => None,
+        };
+        let engine = engine.or(locked.as_deref());
         let mut events = Vec::new();
         for event in &revision.events {
             if !request.range.contains(&event.kv.key) {
@@ -239,8 +250,7 @@ impl WatcherTask {
                 continue;
             }
             let mut event = event.clone();
-            if request.prev_kv {
-                let engine = self.shared.read_engine();
+            if let (true, Some(engine)) = (request.prev_kv, engine) {
                 // The previous value may be compacted away already; etcd then sends none.
                 event.prev_kv = engine.get_at(&event.kv.key, revision.revision - 1).unwrap_or(None);
             }
