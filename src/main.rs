@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run one master: the replicated store (etcd v3 API) of a cluster.
+    /// Run one master: the replicated store (etcd v3 API) and the Kubernetes API of a cluster.
     Master(Box<master::MasterArgs>),
     /// Start a local cluster on this machine, each member its own process, and stay in the
     /// foreground until interrupted.

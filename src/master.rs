@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use flotilla_api::allocate::ServiceRanges;
+use flotilla_api::{ApiConfig, ApiServer};
 use flotilla_store::etcd::EtcdOptions;
 use flotilla_store::raft::{Master, MasterConfig, PeerUrlSpec, TlsFiles};
 
@@ -59,6 +61,21 @@ pub struct MasterArgs {
     /// Seconds between progress notifications on watches that ask for them.
     #[arg(long, default_value_t = 600)]
     pub watch_progress_notify_interval: u64,
+    /// The URL to serve the Kubernetes API on, e.g. https://127.0.0.1:6443 (none: no API).
+    #[arg(long)]
+    pub listen_api_url: Option<String>,
+    /// The API URL clients are told to use (default: the listen URL).
+    #[arg(long)]
+    pub advertise_api_url: Option<String>,
+    /// Static bearer tokens for the API: lines of token,user,uid,"group1,group2".
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+    /// The range Service cluster IPs are allocated from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cluster_ip_range: String,
+    /// The range node ports are allocated from.
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
 }
 
 /// Parses `https://host:port` into a socket address.
@@ -108,9 +125,54 @@ impl MasterArgs {
     }
 }
 
+impl MasterArgs {
+    /// The API server's configuration, if this master serves the API.
+    pub fn api_config(&self) -> anyhow::Result<Option<ApiConfig>> {
+        let Some(listen_url) = &self.listen_api_url else {
+            return Ok(None);
+        };
+        let listen = listen_addr(listen_url)?;
+        let advertise = self.advertise_api_url.clone().unwrap_or_else(|| listen_url.clone());
+        let advertise = advertise.trim_start_matches("https://").trim_end_matches('/').to_string();
+        let (network, prefix_len) = ServiceRanges::parse_cidr(&self.service_cluster_ip_range)
+            .map_err(|e| anyhow::anyhow!("--service-cluster-ip-range: {e}"))?;
+        let node_ports = self
+            .service_node_port_range
+            .split_once('-')
+            .and_then(|(low, high)| Some((low.parse().ok()?, high.parse().ok()?)))
+            .filter(|(low, high): &(u16, u16)| low <= high)
+            .with_context(|| {
+                format!(
+                    "--service-node-port-range {}: expected LOW-HIGH",
+                    self.service_node_port_range
+                )
+            })?;
+        Ok(Some(ApiConfig {
+            listen,
+            advertise,
+            ca_file: self.trusted_ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            token_file: self.token_auth_file.clone(),
+            ranges: ServiceRanges { network, prefix_len, node_ports },
+        }))
+    }
+}
+
 pub async fn run(args: MasterArgs) -> anyhow::Result<()> {
     let config = args.config()?;
+    let api_config = args.api_config()?;
     let master = Master::start(config).await?;
+    let api = match api_config {
+        Some(api_config) => match ApiServer::start(master.store().clone(), api_config).await {
+            Ok(api) => Some(api),
+            Err(e) => {
+                master.shutdown().await;
+                return Err(e.into());
+            }
+        },
+        None => None,
+    };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let failed = tokio::select! {
@@ -118,6 +180,9 @@ pub async fn run(args: MasterArgs) -> anyhow::Result<()> {
         _ = terminate.recv() => false,
         _ = master.failed() => true,
     };
+    if let Some(api) = api {
+        api.shutdown().await;
+    }
     master.shutdown().await;
     if failed {
         bail!("stopped on a fatal storage error (see the log above)");

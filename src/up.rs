@@ -28,12 +28,16 @@ pub struct UpArgs {
 
 /// How long `up` waits for the store to elect a leader.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The last object the API servers create at start.
+const BOOTSTRAPPED_KEY: &str =
+    "/registry/rbac.authorization.k8s.io/clusterrolebindings/cluster-admin";
 /// How long members get to stop after SIGTERM before they are killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 struct Member {
     name: String,
     client_url: String,
+    api_url: String,
     child: Child,
     pid_file: PathBuf,
 }
@@ -69,20 +73,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let (ca, admin) = (pki.ca.clone(), pki.admin.clone());
 
     let names: Vec<String> = (1..=args.masters).map(|i| format!("master-{i}")).collect();
-    let ports: Vec<(u16, u16)> = names
+    let ports: Vec<(u16, u16, u16)> = names
         .iter()
-        .map(|_| Ok((free_local_port()?, free_local_port()?)))
+        .map(|_| Ok((free_local_port()?, free_local_port()?, free_local_port()?)))
         .collect::<anyhow::Result<_>>()?;
     let initial_cluster = names
         .iter()
         .zip(&ports)
-        .map(|(name, (peer, _))| format!("{name}=https://127.0.0.1:{peer}"))
+        .map(|(name, (peer, _, _))| format!("{name}=https://127.0.0.1:{peer}"))
         .collect::<Vec<_>>()
         .join(",");
     let binary = std::env::current_exe().context("locating the flotilla binary")?;
 
     let mut members = Vec::new();
-    for (name, (peer, client)) in names.iter().zip(&ports) {
+    for (name, (peer, client, api)) in names.iter().zip(&ports) {
         let member_dir = dir.join(name);
         std::fs::create_dir_all(&member_dir)?;
         let cert = pki.issue_master(name, &["127.0.0.1", "localhost"])?;
@@ -98,6 +102,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             format!("--trusted-ca-file={}", ca.cert.display()),
             format!("--cert-file={}", cert.cert.display()),
             format!("--key-file={}", cert.key.display()),
+            format!("--listen-api-url=https://127.0.0.1:{api}"),
         ];
         let cmd_line = argv.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ");
         std::fs::write(member_dir.join("cmd"), format!("{cmd_line}\n"))?;
@@ -115,7 +120,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .with_context(|| format!("starting {name}"))?;
         let pid_file = member_dir.join("pid");
         std::fs::write(&pid_file, format!("{}\n", child.id().unwrap_or(0)))?;
-        members.push(Member { name: name.clone(), client_url, child, pid_file });
+        let api_url = format!("https://127.0.0.1:{api}");
+        members.push(Member { name: name.clone(), client_url, api_url, child, pid_file });
     }
 
     let endpoints: Vec<String> = members.iter().map(|m| m.client_url.clone()).collect();
@@ -139,13 +145,49 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         stop(&mut members).await;
         return Err(e);
     }
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        kubeconfig_yaml(&members[0].api_url, &ca.cert, &admin.cert, &admin.key),
+    )?;
+    let apis: Vec<&str> = members.iter().map(|m| m.api_url.as_str()).collect();
     println!("store: {} masters, endpoints {}", members.len(), endpoints.join(","));
     println!("etcdctl: . {}; etcdctl member list", env_file.display());
+    println!("api: {}", apis.join(","));
+    println!("kubectl: KUBECONFIG={} kubectl get nodes", kubeconfig.display());
     println!("ready");
 
     shutdown_signal().await;
     stop(&mut members).await;
     Ok(())
+}
+
+/// An administrator's kubeconfig for the API at `server`, using the cluster's certificates.
+fn kubeconfig_yaml(server: &str, ca: &Path, cert: &Path, key: &Path) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: flotilla
+  cluster:
+    server: {server}
+    certificate-authority: {}
+contexts:
+- name: flotilla
+  context:
+    cluster: flotilla
+    user: admin
+current-context: flotilla
+users:
+- name: admin
+  user:
+    client-certificate: {}
+    client-key: {}
+",
+        ca.display(),
+        cert.display(),
+        key.display()
+    )
 }
 
 /// Waits for SIGTERM or Ctrl-C.
@@ -164,7 +206,7 @@ async fn shutdown_signal() {
     }
 }
 
-/// Polls the members' status until one of them reports a leader.
+/// Polls the members until the store has a leader and the API its bootstrap objects.
 async fn wait_for_leader(
     endpoints: &[String],
     ca: &Path,
@@ -185,14 +227,20 @@ async fn wait_for_leader(
             else {
                 continue;
             };
-            if let Ok(status) = client.status().await {
-                if status.leader() != 0 {
+            let Ok(status) = client.status().await else { continue };
+            if status.leader() == 0 {
+                continue;
+            }
+            // The API servers write their bootstrap objects once the store has a leader; the
+            // last of them tells that the API is usable.
+            if let Ok(found) = client.get(BOOTSTRAPPED_KEY, None).await {
+                if !found.kvs().is_empty() {
                     return Ok(());
                 }
             }
         }
         if tokio::time::Instant::now() > deadline {
-            bail!("the store elected no leader within {READY_TIMEOUT:?}; see the member logs");
+            bail!("the cluster was not ready within {READY_TIMEOUT:?}; see the member logs");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

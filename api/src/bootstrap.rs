@@ -1,0 +1,161 @@
+//! Objects every cluster starts with: the system namespaces and the default cluster roles.
+//! Every master writes them at start if absent, so a new cluster and an upgraded one agree.
+
+use flotilla_store::KvStore;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::registry::{Registry, WriteOptions};
+
+/// The namespaces Kubernetes creates itself.
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
+    json!({ "apiGroups": groups, "resources": resources, "verbs": verbs })
+}
+
+const READ: &[&str] = &["get", "list", "watch"];
+const WRITE: &[&str] =
+    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+/// The user-facing cluster roles (`cluster-admin`, `admin`, `edit`, `view`), in the spirit of
+/// Kubernetes' defaults.
+fn cluster_roles() -> Vec<(&'static str, Value)> {
+    let workloads = [
+        rule(
+            &[""],
+            &[
+                "pods",
+                "pods/log",
+                "pods/status",
+                "services",
+                "endpoints",
+                "configmaps",
+                "persistentvolumeclaims",
+                "serviceaccounts",
+                "events",
+                "limitranges",
+                "resourcequotas",
+            ],
+            READ,
+        ),
+        rule(
+            &["apps"],
+            &[
+                "deployments",
+                "replicasets",
+                "statefulsets",
+                "daemonsets",
+                "controllerrevisions",
+                "deployments/scale",
+                "replicasets/scale",
+                "statefulsets/scale",
+            ],
+            READ,
+        ),
+        rule(&["batch"], &["jobs", "cronjobs"], READ),
+        rule(&["autoscaling"], &["horizontalpodautoscalers"], READ),
+        rule(&["networking.k8s.io"], &["ingresses", "networkpolicies"], READ),
+        rule(&["policy"], &["poddisruptionbudgets"], READ),
+        rule(&["discovery.k8s.io"], &["endpointslices"], READ),
+        rule(&["coordination.k8s.io"], &["leases"], READ),
+    ];
+    let editable = [
+        rule(
+            &[""],
+            &[
+                "pods",
+                "pods/exec",
+                "pods/attach",
+                "pods/portforward",
+                "pods/eviction",
+                "services",
+                "endpoints",
+                "configmaps",
+                "secrets",
+                "persistentvolumeclaims",
+                "serviceaccounts",
+            ],
+            WRITE,
+        ),
+        rule(
+            &["apps"],
+            &[
+                "deployments",
+                "replicasets",
+                "statefulsets",
+                "daemonsets",
+                "deployments/scale",
+                "replicasets/scale",
+                "statefulsets/scale",
+            ],
+            WRITE,
+        ),
+        rule(&["batch"], &["jobs", "cronjobs"], WRITE),
+        rule(&["autoscaling"], &["horizontalpodautoscalers"], WRITE),
+        rule(&["networking.k8s.io"], &["ingresses", "networkpolicies"], WRITE),
+        rule(&["policy"], &["poddisruptionbudgets"], WRITE),
+        rule(&["coordination.k8s.io"], &["leases"], WRITE),
+    ];
+    let view: Vec<Value> = workloads.to_vec();
+    let mut edit = view.clone();
+    edit.extend(editable.iter().cloned());
+    let mut admin = edit.clone();
+    admin.push(rule(&["rbac.authorization.k8s.io"], &["roles", "rolebindings"], WRITE));
+    vec![
+        (
+            "cluster-admin",
+            json!([
+                { "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] },
+                { "nonResourceURLs": ["*"], "verbs": ["*"] },
+            ]),
+        ),
+        ("admin", json!(admin)),
+        ("edit", json!(edit)),
+        ("view", json!(view)),
+    ]
+}
+
+/// Creates whatever of the bootstrap objects is missing.
+pub async fn ensure<S: KvStore>(registry: &Registry<S>) -> Result<(), ApiError> {
+    let options = WriteOptions {
+        field_validation: crate::registry::FieldValidation::Ignore,
+        ..Default::default()
+    };
+    let mut objects: Vec<(&str, &str, Value)> = SYSTEM_NAMESPACES
+        .iter()
+        .map(|name| ("", "namespaces", json!({ "metadata": { "name": name } })))
+        .collect();
+    for (name, rules) in cluster_roles() {
+        objects.push((
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            json!({
+                "metadata": { "name": name, "labels": { "kubernetes.io/bootstrapping": "rbac-defaults" } },
+                "rules": rules,
+            }),
+        ));
+    }
+    objects.push((
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        json!({
+            "metadata": { "name": "cluster-admin", "labels": { "kubernetes.io/bootstrapping": "rbac-defaults" } },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin" },
+            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters" }],
+        }),
+    ));
+    for (group, plural, object) in objects {
+        let Some(resource) = registry.catalog.get(group, "v1", plural) else { continue };
+        let key = resource.key(None, crate::meta::name(&object));
+        if registry.objects.get(&key, false).await?.is_some() {
+            continue;
+        }
+        match registry.create(&resource, None, object, &options).await {
+            Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Turns objects, lists and watch events into the shape a client asked for: the object itself,
+//! a server-side `Table`, or `PartialObjectMetadata`.
+
+use serde_json::{json, Value};
+
+use crate::negotiate::Shape;
+use crate::resources::ResourceType;
+use crate::table;
+
+/// Whether a Table row carries the whole object, its metadata, or nothing (`includeObject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncludeObject {
+    None,
+    Metadata,
+    Object,
+}
+
+impl IncludeObject {
+    pub fn parse(value: Option<&str>) -> IncludeObject {
+        match value {
+            Some("None") => IncludeObject::None,
+            Some("Object") => IncludeObject::Object,
+            _ => IncludeObject::Metadata,
+        }
+    }
+}
+
+/// An object reduced to `PartialObjectMetadata`.
+pub fn partial_metadata(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// The Table of `objects`; `list_metadata` is the list's metadata (resourceVersion,
+/// continue). Watch events after the first carry no column definitions.
+pub fn table(
+    resource: &ResourceType,
+    objects: &[Value],
+    list_metadata: Value,
+    include: IncludeObject,
+    with_columns: bool,
+) -> Value {
+    let now = jiff::Timestamp::now();
+    let row_object = |object: &Value| match include {
+        IncludeObject::None => Value::Null,
+        IncludeObject::Metadata => partial_metadata(object),
+        IncludeObject::Object => object.clone(),
+    };
+    let mut table = match &resource.printer_columns {
+        Some(printer_columns) => {
+            let columns = table::custom_columns(printer_columns);
+            let rows = objects
+                .iter()
+                .map(|o| (table::custom_cells(&columns, o, now), row_object(o)))
+                .collect();
+            table::table_json(&columns, rows)
+        }
+        None => {
+            let columns = table::columns(&resource.group, &resource.kind);
+            let rows = objects
+                .iter()
+                .map(|o| (table::cells(&resource.group, &resource.kind, o, now), row_object(o)))
+                .collect();
+            table::table_json(&columns, rows)
+        }
+    };
+    table["metadata"] = list_metadata;
+    if !with_columns {
+        table["columnDefinitions"] = json!([]);
+    }
+    table
+}
+
+/// One object in the requested shape.
+pub fn object(
+    resource: &ResourceType,
+    object: Value,
+    shape: Shape,
+    include: IncludeObject,
+) -> Value {
+    match shape {
+        Shape::Table => {
+            let metadata = json!({
+                "resourceVersion": object.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null),
+            });
+            table(resource, &[object], metadata, include, true)
+        }
+        Shape::Metadata => partial_metadata(&object),
+        Shape::Object | Shape::AggregatedDiscovery => object,
+    }
+}
+
+/// A list in the requested shape.
+pub fn list(
+    resource: &ResourceType,
+    items: Vec<Value>,
+    list_metadata: Value,
+    shape: Shape,
+    include: IncludeObject,
+) -> Value {
+    match shape {
+        Shape::Table => table(resource, &items, list_metadata, include, true),
+        Shape::Metadata => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": list_metadata,
+            "items": items.iter().map(partial_metadata).collect::<Vec<_>>(),
+        }),
+        Shape::Object | Shape::AggregatedDiscovery => json!({
+            "kind": format!("{}List", resource.kind),
+            "apiVersion": resource.api_version(),
+            "metadata": list_metadata,
+            "items": items,
+        }),
+    }
+}

@@ -1,0 +1,197 @@
+//! The HTTPS listener: TLS with optional client certificates (verified against the cluster
+//! CA), HTTP/1.1 and HTTP/2 by ALPN, one task per connection, and a graceful stop.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_store::KvStore;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::allocate::ServiceRanges;
+use crate::auth::{self, Tokens};
+use crate::handler::Api;
+
+/// How long a client may take for the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open connections get to finish when the server stops.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// The API server's configuration, validated before anything binds.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// The address clients are told to use (`host:port`), in `/api`.
+    pub advertise: String,
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Static bearer tokens (`token,user,uid,"groups"` per line).
+    pub token_file: Option<PathBuf>,
+    pub ranges: ServiceRanges,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiServerError {
+    #[error("{path}: {message}")]
+    Tls { path: String, message: String },
+    #[error("TLS configuration: {0}")]
+    TlsConfig(String),
+    #[error(transparent)]
+    Tokens(#[from] auth::TokenFileError),
+    #[error("binding {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+fn tls_error(path: &Path, err: impl std::fmt::Display) -> ApiServerError {
+    ApiServerError::Tls { path: path.display().to_string(), message: err.to_string() }
+}
+
+/// Builds the rustls configuration: the server certificate, and client certificates that
+/// are optional (bearer tokens are the other way in) but must chain to the CA when present.
+pub fn tls_config(config: &ApiConfig) -> Result<rustls::ServerConfig, ApiServerError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = CertificateDer::pem_file_iter(&config.cert_file)
+        .map_err(|e| tls_error(&config.cert_file, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_error(&config.cert_file, e))?;
+    let key = PrivateKeyDer::from_pem_file(&config.key_file)
+        .map_err(|e| tls_error(&config.key_file, e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in
+        CertificateDer::pem_file_iter(&config.ca_file).map_err(|e| tls_error(&config.ca_file, e))?
+    {
+        let ca = ca.map_err(|e| tls_error(&config.ca_file, e))?;
+        roots.add(ca).map_err(|e| tls_error(&config.ca_file, e))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| ApiServerError::TlsConfig(e.to_string()))?;
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ApiServerError::TlsConfig(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| ApiServerError::TlsConfig(e.to_string()))?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(server)
+}
+
+/// A running API server.
+pub struct ApiServer {
+    local_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl ApiServer {
+    /// Binds the listener and starts serving `store`.
+    pub async fn start<S: KvStore>(
+        store: S,
+        config: ApiConfig,
+    ) -> Result<ApiServer, ApiServerError> {
+        let tls = TlsAcceptor::from(Arc::new(tls_config(&config)?));
+        let tokens = match &config.token_file {
+            Some(path) => Tokens::load(path)?,
+            None => Tokens::default(),
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ApiServerError::Bind { addr: config.listen, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ApiServerError::Bind { addr: config.listen, source })?;
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let api = Arc::new(Api::new(store, tokens, config));
+        tasks.spawn(api.clone().run_background(shutdown.clone(), tasks.clone()));
+        tasks.spawn(accept_loop(listener, tls, api, shutdown.clone(), tasks.clone()));
+        tracing::info!(address = %local_addr, "serving the Kubernetes API");
+        Ok(ApiServer { local_addr, shutdown, tasks })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets connections drain for a moment, and waits for every task.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+async fn accept_loop<S: KvStore>(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    api: Arc<Api<S>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::warn!(error = %err, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let tls = tls.clone();
+        let api = api.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    tracing::debug!(peer = %peer, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let user = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|cert| auth::user_from_certificate(cert));
+            let service = service_fn(move |request| {
+                let api = api.clone();
+                let user = user.clone();
+                async move { Ok::<_, Infallible>(api.handle(request, user, peer).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result {
+                        tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(DRAIN_GRACE, connection).await;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,139 @@
+//! What differs between resource types when objects are written: which parts a write may
+//! change, the status an object starts with, and the defaults Kubernetes fills in (the ones
+//! kubectl shows and controllers rely on).
+
+use serde_json::{json, Map, Value};
+
+use crate::resources::{ResourceType, Subresource};
+
+/// Prepares a new object: a fresh status where the type owns one, and defaults.
+pub fn prepare_create(resource: &ResourceType, object: &mut Value) {
+    match (resource.group.as_str(), resource.kind.as_str()) {
+        ("", "Namespace") => {
+            object["spec"] = json!({ "finalizers": ["kubernetes"] });
+            object["status"] = json!({ "phase": "Active" });
+        }
+        ("", "Pod") => {
+            object["status"] = json!({ "phase": "Pending", "qosClass": qos_class(object) });
+        }
+        // Agents register their node with its status.
+        ("", "Node") => {}
+        ("", "PersistentVolume" | "PersistentVolumeClaim") => {
+            object["status"] = json!({ "phase": "Pending" });
+        }
+        ("", "Service") => {
+            object["status"] = json!({ "loadBalancer": {} });
+        }
+        _ if resource.has(Subresource::Status) => {
+            if let Some(map) = object.as_object_mut() {
+                map.remove("status");
+            }
+        }
+        _ => {}
+    }
+    crate::defaults::apply(resource, object);
+}
+
+/// Prepares an update of the main resource: the status is kept from the stored object where
+/// the type has a status subresource (status changes go through `/status`).
+pub fn prepare_update(resource: &ResourceType, old: &Value, new: &mut Value) {
+    if resource.has(Subresource::Status) {
+        match old.get("status") {
+            Some(status) => new["status"] = status.clone(),
+            None => {
+                if let Some(map) = new.as_object_mut() {
+                    map.remove("status");
+                }
+            }
+        }
+    }
+    if resource.group.is_empty() && resource.kind == "Namespace" {
+        // Namespace finalizers change only through `/finalize`.
+        if let Some(spec) = old.get("spec") {
+            new["spec"] = spec.clone();
+        }
+    }
+    crate::defaults::apply(resource, new);
+}
+
+/// Prepares a status update: everything but the status comes from the stored object.
+pub fn prepare_status_update(old: &Value, new: &Value) -> Value {
+    let mut merged = old.clone();
+    match new.get("status") {
+        Some(status) => merged["status"] = status.clone(),
+        None => {
+            if let Some(map) = merged.as_object_mut() {
+                map.remove("status");
+            }
+        }
+    }
+    merged
+}
+
+/// Prepares a namespace finalize: only `spec.finalizers` changes.
+pub fn prepare_finalize(old: &Value, new: &Value) -> Value {
+    let mut merged = old.clone();
+    let finalizers = new.pointer("/spec/finalizers").cloned().unwrap_or_else(|| json!([]));
+    merged["spec"] = json!({ "finalizers": finalizers });
+    merged
+}
+
+/// A pod's quality-of-service class from its containers' requests and limits.
+pub fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|field| pod.pointer(&format!("/spec/{field}")).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let empty = Map::new();
+    let mut any_set = false;
+    let mut guaranteed = true;
+    for container in containers {
+        let requests =
+            container.pointer("/resources/requests").and_then(Value::as_object).unwrap_or(&empty);
+        let limits =
+            container.pointer("/resources/limits").and_then(Value::as_object).unwrap_or(&empty);
+        any_set |= !requests.is_empty() || !limits.is_empty();
+        for resource in ["cpu", "memory"] {
+            let limit = limits.get(resource);
+            let request = requests.get(resource).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any_set, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos_classes() {
+        let pod = |resources: Value| json!({"spec": {"containers": [{"name": "a", "resources": resources}]}});
+        assert_eq!(qos_class(&pod(json!({}))), "BestEffort");
+        assert_eq!(qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))), "Guaranteed");
+        assert_eq!(
+            qos_class(&pod(
+                json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}})
+            )),
+            "Guaranteed"
+        );
+        assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "100m"}}))), "Burstable");
+    }
+
+    #[test]
+    fn status_updates_touch_only_status() {
+        let old = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"x": 1}, "status": {"s": 1}});
+        let new = json!({"metadata": {"labels": {"a": "2"}}, "spec": {"x": 2}, "status": {"s": 2}});
+        let merged = prepare_status_update(&old, &new);
+        assert_eq!(merged["spec"]["x"], 1);
+        assert_eq!(merged["metadata"]["labels"]["a"], "1");
+        assert_eq!(merged["status"]["s"], 2);
+    }
+}
