@@ -143,7 +143,12 @@ pub fn decode_body(body: &[u8], body_type: BodyType) -> Result<Value, ApiError> 
         BodyType::Yaml => serde_yaml_ng::from_slice(body).map_err(|err| {
             ApiError::BadRequest(format!("error decoding request body as YAML: {err}"))
         })?,
-        BodyType::Protobuf => crate::protobuf::decode(body)?,
+        BodyType::Protobuf => crate::protobuf::decode(body).map_err(|err| match err {
+            crate::protobuf::ProtobufError::UnknownType { .. } => {
+                ApiError::UnsupportedMediaType(err.to_string())
+            }
+            other => ApiError::BadRequest(other.to_string()),
+        })?,
     };
     if !value.is_object() {
         return Err(ApiError::BadRequest(

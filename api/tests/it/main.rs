@@ -1,1 +1,13 @@
-//! Integration tests of the API server: a real HTTPS server over an in-process store.
+//! Integration tests of the API server: a real HTTPS server over an in-process store, driven
+//! the way kubectl and controllers drive it.
+
+mod auth;
+mod bad_input;
+mod crud;
+mod discovery;
+mod finalizers;
+mod list;
+mod patch;
+mod services;
+mod support;
+mod watch;

@@ -1,0 +1,141 @@
+//! Authentication and authorization: certificates, bearer tokens, RBAC bindings and the
+//! review endpoints behind `kubectl auth whoami` and `kubectl auth can-i`.
+
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::support::{pod, TestServer, BOB_TOKEN};
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+#[tokio::test]
+async fn requests_without_credentials_are_unauthorized_but_health_answers() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let anonymous = server.anonymous()?;
+
+    // --- a resource request without a certificate or token
+    let reply = anonymous.get(PODS).await?;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.json["kind"], "Status");
+    assert_eq!(reply.json["reason"], "Unauthorized");
+    assert_eq!(reply.json["code"], 401);
+
+    // --- an unknown bearer token is no better
+    let stranger = server.bearer("not-a-token")?;
+    assert_eq!(stranger.get(PODS).await?.status, StatusCode::UNAUTHORIZED);
+
+    // --- health endpoints need no credentials
+    assert_eq!(anonymous.get("/readyz").await?.status, StatusCode::OK);
+    assert_eq!(anonymous.get("/livez").await?.status, StatusCode::OK);
+
+    // --- the administrator's certificate works
+    let admin = server.admin()?;
+    let reply = admin.get(PODS).await?.expect(StatusCode::OK)?;
+    assert_eq!(reply.json["kind"], "PodList");
+
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_token_user_needs_a_role_binding() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let admin = server.admin()?;
+    let bob = server.bearer(BOB_TOKEN)?;
+
+    // --- without bindings bob may not list pods
+    let reply = bob.get(PODS).await?;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(reply.json["reason"], "Forbidden");
+    assert_eq!(
+        reply.json["message"],
+        r#"pods is forbidden: User "bob" cannot list resource "pods" in API group "" in the namespace "default""#
+    );
+
+    // --- bind the view cluster role to bob in default
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": { "name": "bob-view" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view" },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob" }],
+    });
+    admin
+        .post("/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", &binding)
+        .await?
+        .expect(StatusCode::CREATED)?;
+
+    // --- bob can now list pods in default, but not create them, nor list elsewhere
+    let reply = bob.get(PODS).await?.expect(StatusCode::OK)?;
+    assert_eq!(reply.json["kind"], "PodList");
+    let reply = bob.post(PODS, &pod("bobs-pod")).await?;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        reply.json["message"],
+        r#"pods is forbidden: User "bob" cannot create resource "pods" in API group "" in the namespace "default""#
+    );
+    assert_eq!(admin.get(&format!("{PODS}/bobs-pod")).await?.status, StatusCode::NOT_FOUND);
+    let reply = bob.get("/api/v1/namespaces/kube-system/pods").await?;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn reviews_answer_who_the_user_is_and_what_they_may_do() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let admin = server.admin()?;
+    let bob = server.bearer(BOB_TOKEN)?;
+
+    // --- kubectl auth whoami
+    let review = json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview" });
+    let reply = bob
+        .post("/apis/authentication.k8s.io/v1/selfsubjectreviews", &review)
+        .await?
+        .expect(StatusCode::CREATED)?;
+    assert_eq!(reply.json["kind"], "SelfSubjectReview");
+    assert_eq!(reply.json.pointer("/status/userInfo/username"), Some(&json!("bob")));
+    assert_eq!(reply.json.pointer("/status/userInfo/uid"), Some(&json!("uid-bob")));
+    let groups = reply.json.pointer("/status/userInfo/groups").cloned().unwrap_or_default();
+    assert!(groups.as_array().is_some_and(|g| g.contains(&json!("system:authenticated"))));
+    let reply = admin
+        .post("/apis/authentication.k8s.io/v1/selfsubjectreviews", &review)
+        .await?
+        .expect(StatusCode::CREATED)?;
+    assert_eq!(reply.json.pointer("/status/userInfo/username"), Some(&json!("admin")));
+
+    // --- kubectl auth can-i
+    let can_i = |verb: &str| {
+        json!({
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": { "resourceAttributes": { "verb": verb, "resource": "pods", "namespace": "default" } },
+        })
+    };
+    let allowed = |reply: &crate::support::Reply| reply.json.pointer("/status/allowed").cloned();
+    let path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    let reply = bob.post(path, &can_i("list")).await?.expect(StatusCode::CREATED)?;
+    assert_eq!(allowed(&reply), Some(Value::Bool(false)));
+
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": { "name": "bob-view" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view" },
+        "subjects": [{ "kind": "User", "name": "bob" }],
+    });
+    admin
+        .post("/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", &binding)
+        .await?
+        .expect(StatusCode::CREATED)?;
+    let reply = bob.post(path, &can_i("list")).await?.expect(StatusCode::CREATED)?;
+    assert_eq!(allowed(&reply), Some(Value::Bool(true)));
+    let reply = bob.post(path, &can_i("create")).await?.expect(StatusCode::CREATED)?;
+    assert_eq!(allowed(&reply), Some(Value::Bool(false)));
+    let reply = admin.post(path, &can_i("create")).await?.expect(StatusCode::CREATED)?;
+    assert_eq!(allowed(&reply), Some(Value::Bool(true)));
+
+    server.stop().await;
+    Ok(())
+}
