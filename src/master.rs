@@ -73,6 +73,10 @@ pub struct MasterArgs {
     /// The range Service cluster IPs are allocated from.
     #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cluster_ip_range: String,
+    /// Seconds between compactions of the store's history (watches and list continuations
+    /// can resume from anything newer).
+    #[arg(long, default_value_t = 300)]
+    pub compaction_interval: u64,
     /// The range node ports are allocated from.
     #[arg(long, default_value = "30000-32767")]
     pub service_node_port_range: String,
@@ -155,6 +159,7 @@ impl MasterArgs {
             key_file: self.key_file.clone(),
             token_file: self.token_auth_file.clone(),
             ranges: ServiceRanges { network, prefix_len, node_ports },
+            compaction_interval: Duration::from_secs(self.compaction_interval.max(1)),
         }))
     }
 }

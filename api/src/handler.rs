@@ -67,9 +67,9 @@ impl<S: KvStore> Api<S> {
         }
     }
 
-    /// Work that runs beside request serving: creating the system namespaces once the store
-    /// accepts writes.
-    pub async fn run_background(self: Arc<Self>, shutdown: CancellationToken, _tasks: TaskTracker) {
+    /// Work that runs beside request serving: the bootstrap objects once the store accepts
+    /// writes, then the workers (namespace deletion, custom resources, compaction).
+    pub async fn run_background(self: Arc<Self>, shutdown: CancellationToken, tasks: TaskTracker) {
         let mut delay = Duration::from_millis(100);
         loop {
             match crate::bootstrap::ensure(&self.registry).await {
@@ -83,6 +83,7 @@ impl<S: KvStore> Api<S> {
             }
             delay = (delay * 2).min(Duration::from_secs(2));
         }
+        crate::workers::spawn(&self.registry, &shutdown, &tasks, self.config.compaction_interval);
         self.ready.store(true, Ordering::Release);
         tracing::info!("API ready");
     }

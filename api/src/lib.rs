@@ -35,6 +35,7 @@ mod strategy;
 mod subresources;
 mod table;
 pub mod validation;
+mod workers;
 
 pub use bootstrap::SYSTEM_NAMESPACES;
 pub use handler::KUBERNETES_MINOR;

@@ -39,6 +39,8 @@ pub struct ApiConfig {
     /// Static bearer tokens (`token,user,uid,"groups"` per line).
     pub token_file: Option<PathBuf>,
     pub ranges: ServiceRanges,
+    /// How often the store's history is compacted.
+    pub compaction_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,16 @@ pub fn prepare_create(resource: &ResourceType, object: &mut Value) {
         ("", "Service") => {
             object["status"] = json!({ "loadBalancer": {} });
         }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            if let Some(map) = object.as_object_mut() {
+                map.remove("status");
+            }
+            let mut finalizers = crate::meta::finalizers(object);
+            if !finalizers.iter().any(|f| f == crate::workers::CLEANUP_FINALIZER) {
+                finalizers.push(crate::workers::CLEANUP_FINALIZER.to_string());
+            }
+            crate::meta::metadata_mut(object).insert("finalizers".into(), json!(finalizers));
+        }
         _ if resource.has(Subresource::Status) => {
             if let Some(map) = object.as_object_mut() {
                 map.remove("status");
