@@ -125,6 +125,42 @@ impl Cluster {
         Ok(Cluster { dir, members, env, up })
     }
 
+    /// The administrator kubeconfig `flotilla up` wrote.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// A kubectl command with the cluster's kubeconfig and a discovery cache of its own.
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("kubectl");
+        command
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", self.dir.join("home"))
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs kubectl against the master the kubeconfig names.
+    pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<Output> {
+        self.kubectl_command(args).output().context("running kubectl")
+    }
+
+    /// Runs kubectl with `input` on stdin.
+    pub fn kubectl_input(&self, args: &[&str], input: &str) -> anyhow::Result<Output> {
+        let mut child = self
+            .kubectl_command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running kubectl")?;
+        if let Some(mut stdin) = child.stdin.take() {
+            std::io::Write::write_all(&mut stdin, input.as_bytes())?;
+        }
+        child.wait_with_output().context("waiting for kubectl")
+    }
+
     /// The ETCDCTL_* variables of `etcd.env`.
     pub fn env(&self) -> &[(String, String)] {
         &self.env
@@ -347,6 +383,11 @@ pub fn stdout_of(output: &Output) -> anyhow::Result<String> {
 }
 
 impl Member {
+    /// The member's Kubernetes API URL.
+    pub fn api_url(&self) -> anyhow::Result<String> {
+        self.flag("listen-api-url")
+    }
+
     /// Returns a `--flag=value` argument of the member's recorded command.
     pub fn flag(&self, flag: &str) -> anyhow::Result<String> {
         let cmd = std::fs::read_to_string(self.dir.join("cmd"))?;

@@ -2,4 +2,5 @@
 
 mod etcdctl;
 mod faults;
+mod kubectl;
 mod partition;
