@@ -85,7 +85,9 @@ pub async fn serve<S: KvStore>(
                             "unsupported patch type {content_type:?}"
                         ))
                     })?;
-                    crate::patch::apply_patch(patch_type, &current_scale, &body, None)?
+                    let meta = registry.openapi.patch_meta("autoscaling", "v1", "Scale");
+                    let meta = meta.as_ref().map(|m| m as &dyn crate::patch::PatchMeta);
+                    crate::patch::apply_patch(patch_type, &current_scale, &body, meta)?
                 };
                 let pinned = meta::str_field(&wanted, &["metadata", "resourceVersion"])
                     .filter(|rv| !rv.is_empty());

@@ -4,3 +4,4 @@ mod etcdctl;
 mod faults;
 mod kubectl;
 mod partition;
+mod python;
