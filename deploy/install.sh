@@ -23,3 +23,18 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing: cargo-nextest" >&2
   cargo install --locked cargo-nextest
 fi
+
+# The Python `kubernetes` client for the end-to-end client test.
+command -v python3 >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-pip >/dev/null; }
+if ! python3 -c 'import kubernetes' 2>/dev/null; then
+  echo "installing: the Python kubernetes client" >&2
+  python3 -m pip install --quiet 'kubernetes>=31' 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages 'kubernetes>=31'
+fi
+
+# kubectl: the end-to-end tests drive the real one (this machine kind ships a dispatcher that
+# runs the kubectl matching the server's minor version).
+if ! command -v kubectl >/dev/null; then
+  echo "kubectl is missing: install kubectl 1.33 (https://kubernetes.io/docs/tasks/tools/) and rerun" >&2
+  exit 1
+fi
