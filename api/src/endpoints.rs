@@ -56,10 +56,16 @@ fn write_options(query: &Query) -> Result<WriteOptions, ApiError> {
     })
 }
 
-fn body_object(parts: &Parts, body: &Bytes) -> Result<Value, ApiError> {
+pub(crate) fn body_object(parts: &Parts, body: &Bytes) -> Result<Value, ApiError> {
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let body_type = BodyType::from_content_type(content_type)?;
     decode_body(body, body_type)
+}
+
+/// Delete options from the query, overridden by a `DeleteOptions` body if there is one.
+fn delete_options(parts: &Parts, body: &Bytes, query: &Query) -> Result<DeleteOptions, ApiError> {
+    let delete_body = (!body.is_empty()).then(|| body_object(parts, body)).transpose()?;
+    DeleteOptions::from_request(query, delete_body.as_ref())
 }
 
 fn written_response(
@@ -181,8 +187,7 @@ async fn collection<S: KvStore>(
             Ok(written_response(written, resource, accept, include))
         }
         "deletecollection" => {
-            let delete_body = (!body.is_empty()).then(|| body_object(parts, &body)).transpose()?;
-            let options = DeleteOptions::from_request(query, delete_body.as_ref())?;
+            let options = delete_options(parts, &body, query)?;
             let list = ListOptions::from_query(resource, query)?;
             let listed = registry.list(resource, namespace, &list).await?;
             let mut deleted = Vec::new();
@@ -247,8 +252,7 @@ async fn object<S: KvStore>(
             Ok(written_response(written, &resource, accept, include))
         }
         "delete" => {
-            let delete_body = (!body.is_empty()).then(|| body_object(parts, &body)).transpose()?;
-            let options = DeleteOptions::from_request(query, delete_body.as_ref())?;
+            let options = delete_options(parts, &body, query)?;
             let deleted = registry.delete(&target, &options).await?;
             let status = if deleted.gone { StatusCode::OK } else { StatusCode::ACCEPTED };
             let object = render::object(&resource, deleted.object, accept.shape, include);

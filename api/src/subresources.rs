@@ -7,20 +7,15 @@ use http::request::Parts;
 use http::{header, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::endpoints::{deleted_status, patch};
+use crate::endpoints::{body_object, deleted_status, patch};
 use crate::error::ApiError;
 use crate::handler::{json_response, Api, Body};
 use crate::meta;
-use crate::negotiate::{decode_body, Accept, BodyType};
+use crate::negotiate::Accept;
 use crate::registry::{DeleteOptions, Part, Target, WriteOptions};
 use crate::request::Query;
 use crate::resources::Subresource;
 use crate::storage::Stored;
-
-fn body_object(parts: &Parts, body: &Bytes) -> Result<Value, ApiError> {
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    decode_body(body, BodyType::from_content_type(content_type)?)
-}
 
 #[allow(clippy::too_many_arguments)]
 pub async fn serve<S: KvStore>(

@@ -16,7 +16,7 @@ mod meta;
 mod names;
 
 pub use field_error::{
-    aggregate_message, go_quote, go_value, invalid_status_message, CauseKind, FieldError,
+    aggregate_message, go_float, go_quote, go_value, invalid_status_message, CauseKind, FieldError,
 };
 pub use meta::{
     validate_annotations, validate_builtin_finalizers, validate_finalizers, validate_labels,

@@ -17,6 +17,8 @@ use std::fmt;
 use serde::de::{self, Deserialize, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::validation::go_quote;
+
 /// The API server keeps at most this many strict decoding errors.
 const MAX_ERRORS: usize = 100;
 /// Nesting of `$ref`/`allOf` followed before giving up on a (malformed, cyclic) schema.
@@ -249,27 +251,6 @@ impl Report {
         self.path.push_str(&format!("[{index}]"));
         length
     }
-}
-
-/// Quotes a string as Go's `strconv.Quote` does for the texts found in field paths.
-fn go_quote(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\r' => quoted.push_str("\\r"),
-            '\t' => quoted.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                quoted.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
 }
 
 /// Walks a JSON body while it is parsed, so duplicate keys (which a decoded map cannot hold)

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::table::columns::{definition_json, CREATION_DESCRIPTION, NAME_DESCRIPTION};
 use crate::table::format::{at, human_duration, int_at, name, parse_time, str_at};
 use crate::table::jsonpath::JsonPath;
+use crate::validation::go_float;
 
 /// One column of a custom resource table.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,31 +129,5 @@ fn go_text(value: &Value) -> String {
             .replace('&', "\\u0026")
             .replace('\u{2028}', "\\u2028")
             .replace('\u{2029}', "\\u2029"),
-    }
-}
-
-/// Formats a float like Go's `%v`: shortest digits, exponent form below 1e-4 or from 1e6
-/// (`1e+06`), as `strconv` does for the shortest `%g`.
-fn go_float(float: f64) -> String {
-    if !float.is_finite() {
-        return if float.is_nan() {
-            "NaN".to_string()
-        } else if float > 0.0 {
-            "+Inf".to_string()
-        } else {
-            "-Inf".to_string()
-        };
-    }
-    if float == 0.0 {
-        return "0".to_string();
-    }
-    let scientific = format!("{float:e}");
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    if !(-4..6).contains(&exponent) {
-        let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exponent.abs())
-    } else {
-        float.to_string()
     }
 }

@@ -300,7 +300,7 @@ pub fn go_value(value: &Value) -> String {
 
 /// Formats a float like Go's `%v` (`strconv.FormatFloat(f, 'g', -1, 64)`): `0.5`, `123456`,
 /// `1.234567e+06`, `1e-05`.
-fn go_float(value: f64) -> String {
+pub fn go_float(value: f64) -> String {
     if !value.is_finite() {
         return if value.is_nan() {
             "NaN".into()

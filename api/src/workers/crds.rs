@@ -182,6 +182,21 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
         .collect()
 }
 
+/// The definition as stored now, with its target.
+async fn stored_definition<S: KvStore>(
+    registry: &Registry<S>,
+    crd: &Value,
+) -> Result<Option<(Target, crate::storage::Stored)>, ApiError> {
+    let Some(resource) =
+        registry.catalog.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+    else {
+        return Ok(None);
+    };
+    let target = Target { resource, namespace: None, name: meta::name(crd).to_string() };
+    let current = registry.get(&target, false).await?;
+    Ok(Some((target, current)))
+}
+
 /// Marks a definition's names accepted and the definition established.
 async fn establish<S: KvStore>(registry: &Registry<S>, crd: &Value) -> Result<(), ApiError> {
     let established =
@@ -192,13 +207,9 @@ async fn establish<S: KvStore>(registry: &Registry<S>, crd: &Value) -> Result<()
     if established && crd.pointer("/status/acceptedNames") == Some(&names) {
         return Ok(());
     }
-    let Some(resource) =
-        registry.catalog.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-    else {
+    let Some((target, current)) = stored_definition(registry, crd).await? else {
         return Ok(());
     };
-    let target = Target { resource, namespace: None, name: meta::name(crd).to_string() };
-    let current = registry.get(&target, false).await?;
     let now = meta::now_rfc3339();
     let condition = |kind: &str, reason: &str, message: &str| json!({ "type": kind, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message });
     let stored_versions: Vec<Value> = crd
@@ -259,13 +270,9 @@ async fn clean_up<S: KvStore>(registry: &Registry<S>, crd: &Value) -> Result<(),
             });
         }
     }
-    let Some(resource) =
-        registry.catalog.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-    else {
+    let Some((target, current)) = stored_definition(registry, crd).await? else {
         return Ok(());
     };
-    let target = Target { resource, namespace: None, name: meta::name(crd).to_string() };
-    let current = registry.get(&target, false).await?;
     let mut released = current.object.clone();
     let finalizers: Vec<String> =
         meta::finalizers(&current.object).into_iter().filter(|f| f != CLEANUP_FINALIZER).collect();
