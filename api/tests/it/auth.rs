@@ -57,7 +57,11 @@ async fn a_token_user_needs_a_role_binding() -> anyhow::Result<()> {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
         "metadata": { "name": "bob-view" },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view" },
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "view",
+        },
         "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob" }],
     });
     admin
@@ -110,7 +114,9 @@ async fn reviews_answer_who_the_user_is_and_what_they_may_do() -> anyhow::Result
         json!({
             "apiVersion": "authorization.k8s.io/v1",
             "kind": "SelfSubjectAccessReview",
-            "spec": { "resourceAttributes": { "verb": verb, "resource": "pods", "namespace": "default" } },
+            "spec": {
+                "resourceAttributes": { "verb": verb, "resource": "pods", "namespace": "default" },
+            },
         })
     };
     let allowed = |reply: &crate::support::Reply| reply.json.pointer("/status/allowed").cloned();
@@ -122,7 +128,11 @@ async fn reviews_answer_who_the_user_is_and_what_they_may_do() -> anyhow::Result
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
         "metadata": { "name": "bob-view" },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view" },
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "view",
+        },
         "subjects": [{ "kind": "User", "name": "bob" }],
     });
     admin
@@ -135,6 +145,69 @@ async fn reviews_answer_who_the_user_is_and_what_they_may_do() -> anyhow::Result
     assert_eq!(allowed(&reply), Some(Value::Bool(false)));
     let reply = admin.post(path, &can_i("create")).await?.expect(StatusCode::CREATED)?;
     assert_eq!(allowed(&reply), Some(Value::Bool(true)));
+
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn certificates_name_the_user_and_groups_and_must_come_from_the_cluster_ca(
+) -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let admin = server.admin()?;
+
+    // --- a certificate from the cluster CA names a user and groups, without rights
+    let carol = server.certificate_user("carol", &["devs"])?;
+    let review = json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview" });
+    let reply = carol
+        .post("/apis/authentication.k8s.io/v1/selfsubjectreviews", &review)
+        .await?
+        .expect(StatusCode::CREATED)?;
+    assert_eq!(reply.json.pointer("/status/userInfo/username"), Some(&json!("carol")));
+    let groups = reply.json.pointer("/status/userInfo/groups").cloned().unwrap_or_default();
+    assert_eq!(groups, json!(["devs", "system:authenticated"]));
+    let reply = carol.get("/api/v1/namespaces/default/configmaps").await?;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        reply.json["message"],
+        r#"configmaps is forbidden: User "carol" cannot list resource "configmaps" in API group "" in the namespace "default""#
+    );
+
+    // --- a cluster role binding to her group lets her edit everywhere
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": { "name": "devs-edit" },
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "edit",
+        },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs" }],
+    });
+    admin
+        .post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", &binding)
+        .await?
+        .expect(StatusCode::CREATED)?;
+    let configmap = crate::support::configmap("carols");
+    carol
+        .post("/api/v1/namespaces/kube-public/configmaps", &configmap)
+        .await?
+        .expect(StatusCode::CREATED)?;
+    carol.get("/api/v1/configmaps").await?.expect(StatusCode::OK)?;
+    let reply = carol.get("/api/v1/nodes").await?;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "edit does not reach nodes");
+    assert_eq!(
+        reply.json["message"],
+        r#"nodes is forbidden: User "carol" cannot list resource "nodes" in API group "" at the cluster scope"#
+    );
+
+    // --- a certificate from another CA gets nowhere, whatever it claims
+    let impostor = server.impostor()?;
+    match impostor.get(PODS).await {
+        Err(_) => {}
+        Ok(reply) => assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text()),
+    }
 
     server.stop().await;
     Ok(())

@@ -3,7 +3,7 @@
 //! nobody.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +12,12 @@ use bytes::Bytes;
 use flotilla_api::allocate::ServiceRanges;
 use flotilla_api::{ApiConfig, ApiServer};
 use flotilla_store::mvcc::MemBackend;
-use flotilla_store::pki::ClusterPki;
+use flotilla_store::pki::{CertRequest, ClusterPki};
 use flotilla_store::LocalStore;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
@@ -37,7 +37,7 @@ pub struct TestServer {
     /// The store the server serves; tests use it to compact history.
     pub store: LocalStore,
     pki: ClusterPki,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -57,9 +57,11 @@ impl TestServer {
             key_file: serving.key,
             token_file: Some(token_file),
             ranges: ServiceRanges::default(),
+            // Tests compact the store themselves when they need to.
+            compaction_interval: Duration::from_secs(3600),
         };
         let server = ApiServer::start(store.clone(), config).await?;
-        let test = TestServer { server, store, pki, _dir: dir };
+        let test = TestServer { server, store, pki, dir };
         let anonymous = test.anonymous()?;
         wait_until("the server is ready", || async {
             Ok(anonymous.get("/readyz").await?.status == StatusCode::OK)
@@ -75,6 +77,26 @@ impl TestServer {
     /// A client with the administrator's certificate (O `system:masters`).
     pub fn admin(&self) -> anyhow::Result<Client> {
         let identity = (self.pki.admin.cert.clone(), self.pki.admin.key.clone());
+        Client::new(self.addr(), &self.pki.ca.cert, Some(identity), None)
+    }
+
+    /// A client with a certificate from the cluster CA naming `user` in `groups`.
+    pub fn certificate_user(&self, user: &str, groups: &[&str]) -> anyhow::Result<Client> {
+        let request = CertRequest {
+            common_name: user,
+            organizations: groups,
+            hosts: &[],
+            server: false,
+            client: true,
+        };
+        let files = self.pki.authority.issue(&request, &self.pki.dir, user)?;
+        Client::new(self.addr(), &self.pki.ca.cert, Some((files.cert, files.key)), None)
+    }
+
+    /// A client whose certificate says `system:masters` but comes from another CA.
+    pub fn impostor(&self) -> anyhow::Result<Client> {
+        let other = ClusterPki::create(&self.dir.path().join("other-pki"))?;
+        let identity = (other.admin.cert.clone(), other.admin.key.clone());
         Client::new(self.addr(), &self.pki.ca.cert, Some(identity), None)
     }
 
@@ -181,14 +203,15 @@ pub fn encode(value: &str) -> String {
 #[derive(Clone)]
 pub struct Client {
     addr: SocketAddr,
-    tls: TlsConnector,
+    /// TLS settings without ALPN; each connection picks its protocol.
+    tls: Arc<rustls::ClientConfig>,
     token: Option<String>,
 }
 
 impl Client {
     fn new(
         addr: SocketAddr,
-        ca: &PathBuf,
+        ca: &Path,
         identity: Option<(PathBuf, PathBuf)>,
         token: Option<String>,
     ) -> anyhow::Result<Client> {
@@ -200,15 +223,48 @@ impl Client {
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots);
-        let mut config = match identity {
+        let config = match identity {
             Some((cert, key)) => {
                 let chain = CertificateDer::pem_file_iter(&cert)?.collect::<Result<Vec<_>, _>>()?;
                 builder.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(&key)?)?
             }
             None => builder.with_no_client_auth(),
         };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Client { addr, tls: TlsConnector::from(Arc::new(config)), token })
+        Ok(Client { addr, tls: Arc::new(config), token })
+    }
+
+    /// Opens a TLS connection offering one application protocol.
+    async fn connect(
+        &self,
+        alpn: &[u8],
+    ) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let mut config = (*self.tls).clone();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        let tcp = TcpStream::connect(self.addr).await?;
+        let name = ServerName::IpAddress(self.addr.ip().into());
+        let tls = TlsConnector::from(Arc::new(config)).connect(name, tcp).await;
+        let tls = tls.context("TLS handshake")?;
+        let negotiated = tls.get_ref().1.alpn_protocol();
+        if negotiated != Some(alpn) {
+            bail!("the server chose {negotiated:?} instead of {:?}", String::from_utf8_lossy(alpn));
+        }
+        Ok(tls)
+    }
+
+    /// Opens one HTTP/2 connection, as kubectl and client-go use, for many requests.
+    pub async fn http2(&self) -> anyhow::Result<Http2> {
+        let tls = self.connect(b"h2").await?;
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Http2 {
+            sender,
+            base: format!("https://{}", self.addr),
+            token: self.token.clone(),
+            driver,
+        })
     }
 
     /// Opens a connection and sends one request; returns the response head and its body
@@ -220,9 +276,7 @@ impl Client {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> anyhow::Result<(http::Response<Incoming>, JoinHandle<()>)> {
-        let tcp = TcpStream::connect(self.addr).await?;
-        let name = ServerName::IpAddress(self.addr.ip().into());
-        let tls = self.tls.connect(name, tcp).await.context("TLS handshake")?;
+        let tls = self.connect(b"http/1.1").await?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         let driver = tokio::spawn(async move {
@@ -254,14 +308,9 @@ impl Client {
         body: impl Into<Bytes>,
     ) -> anyhow::Result<Reply> {
         let (response, driver) = self.send(method, path, headers, body.into()).await?;
-        let (parts, body) = response.into_parts();
-        let body = tokio::time::timeout(STEP, body.collect())
-            .await
-            .map_err(|_| anyhow!("the response body did not end within {STEP:?}"))??
-            .to_bytes();
+        let reply = read_reply(response).await;
         driver.abort();
-        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        Ok(Reply { status: parts.status, headers: parts.headers, body, json })
+        reply
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
@@ -310,7 +359,74 @@ impl Client {
             driver.abort();
             bail!("watch {path} answered {status}: {}", String::from_utf8_lossy(&body));
         }
-        Ok(Watch { body: response.into_body(), buffer: Vec::new(), driver })
+        Ok(Watch { body: response.into_body(), buffer: Vec::new(), driver: Some(driver) })
+    }
+}
+
+/// Reads a whole response.
+async fn read_reply(response: http::Response<Incoming>) -> anyhow::Result<Reply> {
+    let (parts, body) = response.into_parts();
+    let body = tokio::time::timeout(STEP, body.collect())
+        .await
+        .map_err(|_| anyhow!("the response body did not end within {STEP:?}"))??
+        .to_bytes();
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    Ok(Reply { status: parts.status, headers: parts.headers, body, json })
+}
+
+/// One HTTP/2 connection; requests on it run concurrently as streams.
+pub struct Http2 {
+    sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    base: String,
+    token: Option<String>,
+    driver: JoinHandle<()>,
+}
+
+impl Http2 {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<http::Response<Incoming>> {
+        let mut request = Request::builder().method(method).uri(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let mut sender = self.sender.clone();
+        let response =
+            tokio::time::timeout(STEP, sender.send_request(request.body(Full::new(body))?))
+                .await
+                .map_err(|_| anyhow!("no response to a request within {STEP:?}"))??;
+        Ok(response)
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
+        read_reply(self.send(Method::GET, path, None).await?).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Reply> {
+        read_reply(self.send(Method::POST, path, Some(body)).await?).await
+    }
+
+    /// Starts a watch on a stream of this connection.
+    pub async fn watch(&self, path: &str) -> anyhow::Result<Watch> {
+        let response = self.send(Method::GET, path, None).await?;
+        if response.status() != StatusCode::OK {
+            let reply = read_reply(response).await?;
+            bail!("watch {path} answered {}: {}", reply.status, reply.text());
+        }
+        Ok(Watch { body: response.into_body(), buffer: Vec::new(), driver: None })
+    }
+}
+
+impl Drop for Http2 {
+    fn drop(&mut self) {
+        self.driver.abort();
     }
 }
 
@@ -318,7 +434,8 @@ impl Client {
 pub struct Watch {
     body: Incoming,
     buffer: Vec<u8>,
-    driver: JoinHandle<()>,
+    /// The task driving an HTTP/1.1 watch's own connection.
+    driver: Option<JoinHandle<()>>,
 }
 
 impl Watch {
@@ -359,7 +476,9 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        self.driver.abort();
+        if let Some(driver) = &self.driver {
+            driver.abort();
+        }
     }
 }
 
@@ -409,7 +528,7 @@ pub fn pod(name: &str) -> Value {
     })
 }
 
-/// Creates a namespace and waits for nothing: it is usable as soon as the write returns.
+/// Creates a namespace; it accepts content as soon as the write returns.
 pub async fn create_namespace(admin: &Client, name: &str) -> anyhow::Result<Reply> {
     let body = serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
     admin.post("/api/v1/namespaces", &body).await?.expect(StatusCode::CREATED)
