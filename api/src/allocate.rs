@@ -66,11 +66,11 @@ impl ServiceRanges {
     }
 }
 
-fn invalid(service: &Value, field: &str, value: &str, message: &str) -> ApiError {
+fn invalid(name: &str, field: &str, value: impl Into<Value>, message: &str) -> ApiError {
     ApiError::Invalid {
         group: String::new(),
         kind: "Service".into(),
-        name: crate::meta::name(service).to_string(),
+        name: name.to_string(),
         causes: vec![FieldError::invalid(field, value, message)],
     }
 }
@@ -88,6 +88,7 @@ pub async fn service<S: KvStore>(
         crate::meta::namespace(service).unwrap_or_default(),
         crate::meta::name(service)
     );
+    let name = crate::meta::name(service).to_string();
     let mut side = Vec::new();
     let kind = service.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
     let kind = kind.to_string();
@@ -102,25 +103,33 @@ pub async fn service<S: KvStore>(
         None
     } else if let Some(old_ip) = &old_ip {
         if !asked.is_empty() && asked != *old_ip {
-            return Err(invalid(service, "spec.clusterIPs[0]", &asked, "field is immutable"));
+            return Err(invalid(&name, "spec.clusterIPs[0]", asked.as_str(), "field is immutable"));
         }
         Some(old_ip.clone())
     } else if asked == "None" {
         Some("None".to_string())
     } else if !asked.is_empty() {
         let ip: Ipv4Addr = asked.parse().map_err(|_| {
-            invalid(service, "spec.clusterIPs[0]", &asked, "must be a valid IP address")
+            invalid(&name, "spec.clusterIPs[0]", asked.as_str(), "must be a valid IP address")
         })?;
         if !ranges.contains(ip) {
             return Err(invalid(
-                service,
+                &name,
                 "spec.clusterIPs[0]",
-                &asked,
+                asked.as_str(),
                 &format!(
                     "failed to allocate IP {asked}: the provided IP ({asked}) is not in the valid \
                      range. The range of valid IPs is {}/{}",
                     ranges.network, ranges.prefix_len
                 ),
+            ));
+        }
+        if objects.exists(&format!("{IP_PREFIX}{asked}")).await? {
+            return Err(invalid(
+                &name,
+                "spec.clusterIPs",
+                json!([asked]),
+                &format!("failed to allocate IP {asked}: provided IP is already allocated"),
             ));
         }
         side.push(reserve(IP_PREFIX, &asked, &owner));
@@ -142,7 +151,7 @@ pub async fn service<S: KvStore>(
     let old_ports = node_ports(old);
     let mut kept = Vec::new();
     if let Some(ports) = service.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-        for port in ports.iter_mut() {
+        for (index, port) in ports.iter_mut().enumerate() {
             if !needs_ports {
                 if let Some(map) = port.as_object_mut() {
                     map.remove("nodePort");
@@ -153,13 +162,21 @@ pub async fn service<S: KvStore>(
                 Some(asked) if old_ports.contains(&asked) => kept.push(asked),
                 Some(asked) => {
                     let (low, high) = ranges.node_ports;
+                    let field = format!("spec.ports[{index}].nodePort");
                     if !(low as u64..=high as u64).contains(&asked) {
-                        let text = asked.to_string();
                         return Err(invalid(
-                            &Value::Null,
-                            "spec.ports[0].nodePort",
-                            &text,
+                            &name,
+                            &field,
+                            asked,
                             &format!("provided port is not in the valid range. The range of valid ports is {low}-{high}"),
+                        ));
+                    }
+                    if objects.exists(&format!("{PORT_PREFIX}{asked}")).await? {
+                        return Err(invalid(
+                            &name,
+                            &field,
+                            asked,
+                            "provided port is already allocated",
                         ));
                     }
                     side.push(reserve(PORT_PREFIX, &asked.to_string(), &owner));
@@ -234,13 +251,13 @@ async fn free_ip<S: KvStore>(
     let last = ranges.size() - 2;
     for _ in 0..RANDOM_TRIES {
         let candidate = ranges.nth(rand::thread_rng().gen_range(first..=last));
-        if objects.get(&format!("{IP_PREFIX}{candidate}"), true).await?.is_none() {
+        if !objects.exists(&format!("{IP_PREFIX}{candidate}")).await? {
             return Ok(candidate);
         }
     }
-    let taken = objects.list(IP_PREFIX, None, 0, 0, true).await?;
+    let taken = objects.keys(IP_PREFIX).await?;
     let taken: std::collections::HashSet<&str> =
-        taken.items.iter().map(|s| s.key.trim_start_matches(IP_PREFIX)).collect();
+        taken.iter().map(|key| key.trim_start_matches(IP_PREFIX)).collect();
     (first..=last)
         .map(|n| ranges.nth(n))
         .find(|ip| !taken.contains(ip.to_string().as_str()))
@@ -258,7 +275,7 @@ async fn free_port<S: KvStore>(
         if also_taken.contains(&(candidate as u64)) {
             continue;
         }
-        if objects.get(&format!("{PORT_PREFIX}{candidate}"), true).await?.is_none() {
+        if !objects.exists(&format!("{PORT_PREFIX}{candidate}")).await? {
             return Ok(candidate);
         }
     }

@@ -38,7 +38,7 @@ fn verb(method: &Method, path: &ResourcePath, query: &Query) -> Result<&'static 
     })
 }
 
-fn write_options(query: &Query) -> Result<WriteOptions, ApiError> {
+fn write_options(query: &Query, user: &User) -> Result<WriteOptions, ApiError> {
     let dry_run = match query.get("dryRun") {
         None => false,
         Some("All") => true,
@@ -53,6 +53,7 @@ fn write_options(query: &Query) -> Result<WriteOptions, ApiError> {
         field_manager: query.get("fieldManager").map(str::to_string),
         field_validation: FieldValidation::parse(query.get("fieldValidation"))?,
         force: query.flag("force"),
+        user: Some(user.clone()),
     })
 }
 
@@ -134,14 +135,25 @@ pub async fn resource<S: KvStore>(
     };
     match (subresource, path.name.as_deref()) {
         (None, None) => {
-            collection(api, parts, body, &resource, namespace, verb, query, accept, include).await
+            collection(api, parts, body, &resource, namespace, verb, user, query, accept, include)
+                .await
         }
         (None, Some(name)) => {
-            object(api, parts, body, target(name), verb, query, accept, include).await
+            object(api, parts, body, target(name), verb, user, query, accept, include).await
         }
         (Some(sub), Some(name)) => {
-            crate::subresources::serve(api, parts, body, target(name), sub, verb, query, accept)
-                .await
+            crate::subresources::serve(
+                api,
+                parts,
+                body,
+                target(name),
+                sub,
+                verb,
+                user,
+                query,
+                accept,
+            )
+            .await
         }
         (Some(_), None) => Err(ApiError::NoRoute),
     }
@@ -155,6 +167,7 @@ async fn collection<S: KvStore>(
     resource: &Arc<ResourceType>,
     namespace: Option<&str>,
     verb: &str,
+    user: &User,
     query: &Query,
     accept: Accept,
     include: IncludeObject,
@@ -183,7 +196,7 @@ async fn collection<S: KvStore>(
         "create" => {
             let object = body_object(parts, &body)?;
             let written =
-                registry.create(resource, namespace, object, &write_options(query)?).await?;
+                registry.create(resource, namespace, object, &write_options(query, user)?).await?;
             Ok(written_response(written, resource, accept, include))
         }
         "deletecollection" => {
@@ -217,6 +230,7 @@ async fn object<S: KvStore>(
     body: Bytes,
     target: Target,
     verb: &str,
+    user: &User,
     query: &Query,
     accept: Accept,
     include: IncludeObject,
@@ -244,11 +258,11 @@ async fn object<S: KvStore>(
         "update" => {
             let object = body_object(parts, &body)?;
             let written =
-                registry.update(&target, object, Part::Main, &write_options(query)?).await?;
+                registry.update(&target, object, Part::Main, &write_options(query, user)?).await?;
             Ok(written_response(written, &resource, accept, include))
         }
         "patch" => {
-            let written = patch(api, parts, &body, &target, Part::Main, query).await?;
+            let written = patch(api, parts, &body, &target, Part::Main, user, query).await?;
             Ok(written_response(written, &resource, accept, include))
         }
         "delete" => {
@@ -269,6 +283,7 @@ pub(crate) async fn patch<S: KvStore>(
     body: &Bytes,
     target: &Target,
     part: Part,
+    user: &User,
     query: &Query,
 ) -> Result<Written, ApiError> {
     let content_type =
@@ -282,7 +297,7 @@ pub(crate) async fn patch<S: KvStore>(
                 .into(),
         )
     })?;
-    api.registry.patch(target, patch_type, body, part, &write_options(query)?).await
+    api.registry.patch(target, patch_type, body, part, &write_options(query, user)?).await
 }
 
 /// A deletion answered with a Status rather than the object (subresources use it).

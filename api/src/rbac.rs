@@ -125,6 +125,53 @@ fn binds(binding: &Value, user: &User) -> bool {
         .is_some_and(|subjects| subjects.iter().any(|s| subject_matches(s, user, namespace)))
 }
 
+fn strings<'v>(rule: &'v Value, field: &str) -> Vec<&'v str> {
+    rule.get(field)
+        .and_then(Value::as_array)
+        .map(|items| items.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Whether `wanted` is among `held`: a held `*` covers anything, a wanted `*` only a held one.
+fn holds(held: &[&str], wanted: &str) -> bool {
+    held.contains(&"*") || held.contains(&wanted)
+}
+
+/// Whether the rules a user holds cover every permission `rule` grants.
+fn covered(held: &[Value], rule: &Value) -> bool {
+    let verbs = strings(rule, "verbs");
+    let urls = strings(rule, "nonResourceURLs");
+    if !urls.is_empty() {
+        return urls.iter().all(|url| {
+            verbs.iter().all(|verb| {
+                held.iter().any(|h| {
+                    holds(&strings(h, "verbs"), verb)
+                        && strings(h, "nonResourceURLs").iter().any(|pattern| {
+                            *pattern == *url
+                                || pattern.strip_suffix('*').is_some_and(|p| url.starts_with(p))
+                        })
+                })
+            })
+        });
+    }
+    let names = strings(rule, "resourceNames");
+    strings(rule, "apiGroups").iter().all(|group| {
+        strings(rule, "resources").iter().all(|resource| {
+            verbs.iter().all(|verb| {
+                held.iter().any(|h| {
+                    let held_names = strings(h, "resourceNames");
+                    let names_ok = held_names.is_empty()
+                        || (!names.is_empty() && names.iter().all(|n| held_names.contains(n)));
+                    holds(&strings(h, "verbs"), verb)
+                        && holds(&strings(h, "apiGroups"), group)
+                        && holds(&strings(h, "resources"), resource)
+                        && names_ok
+                })
+            })
+        })
+    })
+}
+
 /// The RBAC authorizer over the objects in the store.
 pub struct Authorizer<'a, S> {
     pub catalog: &'a Catalog,
@@ -157,6 +204,73 @@ impl<S: KvStore> Authorizer<'_, S> {
             .await?
             .iter()
             .any(|rule| rule_allows(rule, attributes)))
+    }
+
+    /// Refuses a Role, ClusterRole or binding that would grant `user` (or anyone) more than
+    /// `user` holds, unless `user` may `escalate` roles or `bind` the role in question, as
+    /// Kubernetes' RBAC escalation check does.
+    pub async fn check_escalation(
+        &self,
+        user: &User,
+        kind: &str,
+        object: &Value,
+    ) -> Result<(), ApiError> {
+        if user.is_master() {
+            return Ok(());
+        }
+        let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+        let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        let (granted, permission, role_plural, role_name) = match kind {
+            "Role" | "ClusterRole" => {
+                let rules =
+                    object.get("rules").and_then(Value::as_array).cloned().unwrap_or_default();
+                let plural = if kind == "Role" { "roles" } else { "clusterroles" };
+                (rules, "escalate", plural, name.to_string())
+            }
+            "RoleBinding" | "ClusterRoleBinding" => {
+                let role_kind =
+                    object.pointer("/roleRef/kind").and_then(Value::as_str).unwrap_or("");
+                let role_name =
+                    object.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or("");
+                let scope = (kind == "RoleBinding").then_some(namespace);
+                let rules = self.role_of(object, scope).await?.unwrap_or_default();
+                let plural = if role_kind == "Role" { "roles" } else { "clusterroles" };
+                (rules, "bind", plural, role_name.to_string())
+            }
+            _ => return Ok(()),
+        };
+        let permitted = Attributes {
+            verb: permission.into(),
+            group: "rbac.authorization.k8s.io".into(),
+            resource: role_plural.into(),
+            name: role_name,
+            namespace: namespace.into(),
+            ..Default::default()
+        };
+        if self.allowed(user, &permitted).await? {
+            return Ok(());
+        }
+        let held = self.rules(user, namespace).await?;
+        let missing: Vec<String> = granted
+            .iter()
+            .filter(|rule| !covered(&held, rule))
+            .map(|rule| rule.to_string())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let plural = match kind {
+            "Role" => "roles",
+            "ClusterRole" => "clusterroles",
+            "RoleBinding" => "rolebindings",
+            _ => "clusterrolebindings",
+        };
+        Err(ApiError::Forbidden(format!(
+            "{plural}.rbac.authorization.k8s.io \"{name}\" is forbidden: user \"{}\" (groups={:?}) is attempting to grant RBAC permissions not currently held:\n{}",
+            user.name,
+            user.groups,
+            missing.join("\n")
+        )))
     }
 
     /// Every rule that applies to `user` in `namespace` (cluster-wide rules included).

@@ -118,6 +118,21 @@ impl<S: KvStore> Objects<S> {
         response.kvs.first().map(decode).transpose()
     }
 
+    /// Whether a key exists, whatever its value (allocation markers are not objects).
+    pub async fn exists(&self, key: &str) -> Result<bool, ApiError> {
+        let mut request = RangeRequest::new(KeyRange::single(key.as_bytes().to_vec()));
+        request.count_only = true;
+        Ok(self.store.range(request).await?.count > 0)
+    }
+
+    /// The keys under `prefix`, values left out.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
+        let mut request = RangeRequest::new(KeyRange::prefix(prefix.as_bytes().to_vec()));
+        request.keys_only = true;
+        let response = self.store.range(request).await?;
+        Ok(response.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect())
+    }
+
     /// Lists keys under `prefix` from `start` (inclusive, a full key) at `revision` (0: now).
     pub async fn list(
         &self,

@@ -7,6 +7,7 @@ use http::request::Parts;
 use http::{header, Response, StatusCode};
 use serde_json::{json, Value};
 
+use crate::auth::User;
 use crate::endpoints::{body_object, deleted_status, patch};
 use crate::error::ApiError;
 use crate::handler::{json_response, Api, Body};
@@ -25,6 +26,7 @@ pub async fn serve<S: KvStore>(
     target: Target,
     sub: Subresource,
     verb: &str,
+    user: &User,
     query: &Query,
     accept: Accept,
 ) -> Result<Response<Body>, ApiError> {
@@ -46,7 +48,7 @@ pub async fn serve<S: KvStore>(
             Ok(json_response(StatusCode::OK, &written.object, accept.encoding))
         }
         (Subresource::Status, "patch") => {
-            let written = patch(api, parts, &body, &target, Part::Status, query).await?;
+            let written = patch(api, parts, &body, &target, Part::Status, user, query).await?;
             Ok(json_response(StatusCode::OK, &written.object, accept.encoding))
         }
         (Subresource::Finalize, "update") => {

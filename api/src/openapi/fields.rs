@@ -79,6 +79,34 @@ impl<'a> FieldChecker<'a> {
         Ok(report.errors)
     }
 
+    /// Removes the fields the schema does not define, as Kubernetes drops them when it decodes
+    /// an object.
+    pub fn prune(&self, object: &mut Value) {
+        self.prune_at(self.root, object);
+    }
+
+    fn prune_at(&self, node: Node<'a>, value: &mut Value) {
+        match value {
+            Value::Object(fields) => {
+                fields.retain(|name, _| self.field(node, name).is_some());
+                for (name, value) in fields.iter_mut() {
+                    if let Some(child @ (Node::Schema { .. } | Node::Nothing)) =
+                        self.field(node, name)
+                    {
+                        self.prune_at(child, value);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                let child = self.items(node);
+                if !matches!(child, Node::Any) {
+                    items.iter_mut().for_each(|item| self.prune_at(child, item));
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn walk(&self, node: Node<'a>, value: &Value, report: &mut Report) {
         match value {
             Value::Object(fields) => {

@@ -306,6 +306,11 @@ impl OpenApi {
             .unwrap_or_default()
     }
 
+    /// Removes the fields of `object` its schema does not define.
+    pub fn prune_unknown(&self, group: &str, version: &str, kind: &str, object: &mut Value) {
+        self.with_checker(group, version, kind, |checker| checker.prune(object));
+    }
+
     /// The unknown and duplicate fields of a JSON request body, in order, as the API server's
     /// strict decoding reports them; empty when the kind is unknown. Fails when the body is
     /// not JSON.

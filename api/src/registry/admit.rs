@@ -13,10 +13,10 @@ use crate::selector::LabelSelector;
 use crate::validation::{validate_name, validate_object_meta, FieldError, NameRule};
 
 impl<S: KvStore> Registry<S> {
-    pub(crate) fn admit(
+    pub(crate) async fn admit(
         &self,
         resource: &ResourceType,
-        object: &Value,
+        object: &mut Value,
         old: Option<&Value>,
         options: &WriteOptions,
     ) -> Result<Vec<String>, ApiError> {
@@ -35,11 +35,20 @@ impl<S: KvStore> Registry<S> {
                 FieldValidation::Warn => warnings.extend(unknown),
                 FieldValidation::Ignore => {}
             }
+            // Unknown fields are dropped, never stored.
+            self.openapi.prune_unknown(&resource.group, &resource.version, &resource.kind, object);
         }
+        let object = &*object;
         let null = Value::Null;
         let metadata = object.get("metadata").unwrap_or(&null);
         let mut causes = validate_object_meta(metadata, resource.namespaced, resource.name_rule);
         causes.extend(validate_type(resource, object, old));
+        if let (Some(user), "rbac.authorization.k8s.io") = (&options.user, resource.group.as_str())
+        {
+            let authorizer =
+                crate::rbac::Authorizer { catalog: &self.catalog, objects: &self.objects };
+            authorizer.check_escalation(user, &resource.kind, object).await?;
+        }
         if !causes.is_empty() {
             return Err(ApiError::Invalid {
                 group: resource.group.clone(),
@@ -116,6 +125,15 @@ fn validate_type(resource: &ResourceType, object: &Value, old: Option<&Value>) -
             }
         }
         ("", "ConfigMap" | "Secret") => {
+            let size: usize = ["data", "binaryData", "stringData"]
+                .iter()
+                .filter_map(|field| object.get(field).and_then(Value::as_object))
+                .flat_map(|map| map.iter())
+                .map(|(key, value)| key.len() + value.as_str().map_or(0, str::len))
+                .sum();
+            if size > MAX_CONFIG_BYTES {
+                errors.push(FieldError::too_long("[]", Some(MAX_CONFIG_BYTES)));
+            }
             for field in ["data", "binaryData", "stringData"] {
                 if let Some(map) = object.get(field).and_then(Value::as_object) {
                     for key in map.keys() {
@@ -152,6 +170,9 @@ fn validate_type(resource: &ResourceType, object: &Value, old: Option<&Value>) -
     }
     errors
 }
+
+/// The most a ConfigMap or Secret may hold (Kubernetes' limit).
+const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 
 fn is_config_key(key: &str) -> bool {
     !key.is_empty()

@@ -88,6 +88,9 @@ impl DeleteOptions {
     }
 }
 
+/// Namespaces Kubernetes never lets anyone delete.
+const PROTECTED_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
 /// Whether finalizers still hold an object that is being deleted.
 pub(crate) fn held_by_finalizers(object: &Value) -> bool {
     let namespace_finalizers = object.get("kind") == Some(&json!("Namespace"))
@@ -128,6 +131,16 @@ impl<S: KvStore> Registry<S> {
         target: &Target,
         options: &DeleteOptions,
     ) -> Result<Deleted, ApiError> {
+        let resource = &target.resource;
+        if resource.group.is_empty()
+            && resource.kind == "Namespace"
+            && PROTECTED_NAMESPACES.contains(&target.name.as_str())
+        {
+            return Err(ApiError::Forbidden(format!(
+                "namespaces \"{}\" is forbidden: this namespace may not be deleted",
+                target.name
+            )));
+        }
         for _ in 0..8 {
             let current = self.get(target, false).await?;
             let uid = meta::str_field(&current.object, &["metadata", "uid"]).unwrap_or("");

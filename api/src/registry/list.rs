@@ -1,6 +1,8 @@
 //! Lists: label and field selectors, pages with `limit` and `continue`, and the revision rules
 //! of `resourceVersion` / `resourceVersionMatch`.
 
+use std::time::Duration;
+
 use base64::Engine;
 use flotilla_store::KvStore;
 use serde_json::{json, Value};
@@ -148,7 +150,28 @@ fn decode_continue(token: &str) -> Result<(i64, String), ApiError> {
     Ok((revision, start.to_string()))
 }
 
+/// How long a read at a revision this replica has not reached yet waits for it.
+const FUTURE_REVISION_WAIT: Duration = Duration::from_secs(3);
+
 impl<S: KvStore> Registry<S> {
+    /// Waits until this replica has applied `revision`; a revision it does not reach in time
+    /// is a 504, as Kubernetes answers a resourceVersion newer than its cache.
+    async fn wait_for_revision(&self, revision: i64) -> Result<(), ApiError> {
+        let deadline = tokio::time::Instant::now() + FUTURE_REVISION_WAIT;
+        loop {
+            let current = self.objects.current_revision();
+            if current >= revision {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::Timeout(format!(
+                    "Too large resource version: {revision}, current: {current}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn list(
         &self,
         resource: &ResourceType,
@@ -156,6 +179,9 @@ impl<S: KvStore> Registry<S> {
         options: &ListOptions,
     ) -> Result<ListResult, ApiError> {
         let prefix = resource.list_prefix(namespace);
+        if let Some(asked) = options.resource_version.as_deref().and_then(|rv| rv.parse().ok()) {
+            self.wait_for_revision(asked).await?;
+        }
         let (mut start, mut revision, continuing) = match &options.continue_token {
             Some(token) => {
                 let (revision, start) = decode_continue(token)?;

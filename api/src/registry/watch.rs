@@ -206,13 +206,18 @@ impl WatchStream {
             EventKind::Put => {
                 let object = decode(&event.kv)?;
                 let is = self.filter.matches(&object);
-                let kind = match (was, is) {
-                    (false, true) => "ADDED",
-                    (true, true) => "MODIFIED",
-                    (true, false) => "DELETED",
-                    (false, false) => return None,
-                };
-                Some(WatchEvent { kind, object })
+                match (was, is) {
+                    (false, true) => Some(WatchEvent { kind: "ADDED", object }),
+                    (true, true) => Some(WatchEvent { kind: "MODIFIED", object }),
+                    // The object left the selection: the watcher sees the version it knew,
+                    // at the revision it stopped matching.
+                    (true, false) => {
+                        let mut previous = previous?;
+                        storage::set_resource_version(&mut previous, event.kv.mod_revision);
+                        Some(WatchEvent { kind: "DELETED", object: previous })
+                    }
+                    (false, false) => None,
+                }
             }
             EventKind::Delete => {
                 let mut object = previous.filter(|_| was)?;

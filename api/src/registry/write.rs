@@ -46,6 +46,9 @@ pub struct WriteOptions {
     pub field_validation: FieldValidation,
     /// Server-side apply: take over conflicting fields.
     pub force: bool,
+    /// Who writes: RBAC objects may not grant more than their writer holds. None for the
+    /// server's own writes.
+    pub user: Option<crate::auth::User>,
 }
 
 /// Which part of an object an update replaces.
@@ -118,7 +121,7 @@ impl<S: KvStore> Registry<S> {
             metadata.insert("name".into(), format!("{prefix}{}", meta::name_suffix()).into());
         }
         strategy::prepare_create(resource, &mut object);
-        let warnings = self.admit(resource, &object, None, options)?;
+        let warnings = self.admit(resource, &mut object, None, options).await?;
         if let Some(namespace) = &namespace {
             self.ensure_namespace_accepts(namespace).await?;
         }
@@ -255,7 +258,7 @@ impl<S: KvStore> Registry<S> {
             return Ok(Written { object: new, created: false, warnings: Vec::new() });
         }
         let warnings = if part == Part::Main {
-            self.admit(resource, &new, Some(&current.object), options)?
+            self.admit(resource, &mut new, Some(&current.object), options).await?
         } else {
             Vec::new()
         };

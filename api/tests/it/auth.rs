@@ -212,3 +212,61 @@ async fn certificates_name_the_user_and_groups_and_must_come_from_the_cluster_ca
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn nobody_grants_more_than_they_hold() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let admin = server.admin()?;
+    let bob = server.bearer(BOB_TOKEN)?;
+    crate::support::create_namespace(&admin, "team").await?;
+    let bindings = "/apis/rbac.authorization.k8s.io/v1/namespaces/team/rolebindings";
+    let binding = |name: &str, role: &str| {
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": { "name": name },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
+            "subjects": [{ "kind": "User", "name": "bob", "apiGroup": "rbac.authorization.k8s.io" }],
+        })
+    };
+
+    // --- bob administers namespace team
+    admin
+        .post(bindings, &binding("bob-admin", "admin"))
+        .await?
+        .expect(http::StatusCode::CREATED)?;
+
+    // --- he may bind what he holds, but not cluster-admin, nor write a role with more
+    bob.post(bindings, &binding("bob-edit", "edit")).await?.expect(StatusCode::CREATED)?;
+    let reply = bob.post(bindings, &binding("bob-root", "cluster-admin")).await?;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text());
+    let message = reply.json["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            r#"rolebindings.rbac.authorization.k8s.io "bob-root" is forbidden: user "bob""#
+        ) && message.contains("is attempting to grant RBAC permissions not currently held"),
+        "{message}"
+    );
+    let everything = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": { "name": "everything" },
+        "rules": [{ "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] }],
+    });
+    let roles = "/apis/rbac.authorization.k8s.io/v1/namespaces/team/roles";
+    assert_eq!(bob.post(roles, &everything).await?.status, StatusCode::FORBIDDEN);
+    let modest = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": { "name": "reader" },
+        "rules": [{ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"] }],
+    });
+    bob.post(roles, &modest).await?.expect(StatusCode::CREATED)?;
+
+    // --- nothing he was refused exists
+    assert_eq!(admin.get(&format!("{bindings}/bob-root")).await?.status, StatusCode::NOT_FOUND);
+    assert_eq!(admin.get(&format!("{roles}/everything")).await?.status, StatusCode::NOT_FOUND);
+
+    server.stop().await;
+    Ok(())
+}

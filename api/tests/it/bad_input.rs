@@ -151,6 +151,7 @@ async fn unknown_fields_fail_strict_validation_and_warn_when_asked() -> anyhow::
     );
     let stored = admin.get(&format!("{DEPLOYMENTS}/web")).await?.expect(StatusCode::OK)?;
     assert_eq!(stored.json.pointer("/spec/replicas"), Some(&json!(1)));
+    assert_eq!(stored.json.pointer("/spec/replicaz"), None, "unknown fields are dropped");
 
     server.stop().await;
     Ok(())

@@ -361,3 +361,37 @@ async fn concurrent_writers_with_the_same_resource_version_have_one_winner() -> 
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn system_namespaces_cannot_be_deleted() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let admin = server.admin()?;
+    for name in ["default", "kube-system", "kube-public"] {
+        let reply = admin.delete(&format!("/api/v1/namespaces/{name}")).await?;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{name}: {}", reply.text());
+        assert_eq!(
+            reply.json["message"],
+            format!(r#"namespaces "{name}" is forbidden: this namespace may not be deleted"#)
+        );
+        let namespace =
+            admin.get(&format!("/api/v1/namespaces/{name}")).await?.expect(StatusCode::OK)?;
+        assert_eq!(namespace.json.pointer("/status/phase"), Some(&json!("Active")));
+    }
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_list_at_a_future_resource_version_times_out() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let admin = server.admin()?;
+    let reply = admin.get("/api/v1/namespaces/default/configmaps?resourceVersion=999999&resourceVersionMatch=Exact").await?;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT, "{}", reply.text());
+    let message = reply.json["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("Timeout: Too large resource version: 999999, current: "),
+        "{message}"
+    );
+    server.stop().await;
+    Ok(())
+}

@@ -51,8 +51,13 @@ async fn cluster_ips_are_allocated_from_the_range_and_never_shared() -> anyhow::
     let mut wanted = service("copycat");
     wanted["spec"]["clusterIP"] = json!(taken.to_string());
     let reply = admin.post(SERVICES, &wanted).await?;
-    assert!(reply.status.is_client_error(), "{}: {}", reply.status, reply.text());
-    assert_eq!(reply.json["kind"], "Status");
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text());
+    let message = reply.json["message"].as_str().unwrap_or_default();
+    assert!(
+        message
+            .ends_with(&format!("failed to allocate IP {taken}: provided IP is already allocated")),
+        "{message}"
+    );
     assert_eq!(admin.get(&format!("{SERVICES}/copycat")).await?.status, StatusCode::NOT_FOUND);
 
     // --- asking for an address outside the range is invalid
@@ -125,6 +130,31 @@ async fn node_port_services_get_a_port_in_range() -> anyhow::Result<()> {
     outside["spec"]["ports"][0]["nodePort"] = json!(8080);
     let reply = admin.post(SERVICES, &outside).await?;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text());
+
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_taken_node_port_is_invalid() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let admin = server.admin()?;
+
+    // --- the first service takes port 30100, the second asks for it too
+    let node_port = |name: &str| {
+        let mut body = service(name);
+        body["spec"]["type"] = json!("NodePort");
+        body["spec"]["ports"][0]["nodePort"] = json!(30100);
+        body
+    };
+    admin.post(SERVICES, &node_port("first")).await?.expect(StatusCode::CREATED)?;
+    let reply = admin.post(SERVICES, &node_port("second")).await?;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text());
+    assert_eq!(
+        reply.json["message"],
+        r#"Service "second" is invalid: spec.ports[0].nodePort: Invalid value: 30100: provided port is already allocated"#
+    );
+    assert_eq!(admin.get(&format!("{SERVICES}/second")).await?.status, StatusCode::NOT_FOUND);
 
     server.stop().await;
     Ok(())
