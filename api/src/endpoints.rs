@@ -38,7 +38,20 @@ fn verb(method: &Method, path: &ResourcePath, query: &Query) -> Result<&'static 
     })
 }
 
-fn write_options(query: &Query, user: &User) -> Result<WriteOptions, ApiError> {
+/// The field manager a client that names none is recorded as: its User-Agent up to the first
+/// `/`, as Kubernetes does.
+fn default_manager(parts: &Parts) -> Option<String> {
+    let agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok())?;
+    let prefix = agent.split('/').next().unwrap_or(agent).trim();
+    (!prefix.is_empty())
+        .then(|| prefix.chars().take(crate::apply::FIELD_MANAGER_MAX_LENGTH).collect())
+}
+
+pub(crate) fn write_options(
+    parts: &Parts,
+    query: &Query,
+    user: &User,
+) -> Result<WriteOptions, ApiError> {
     let dry_run = match query.get("dryRun") {
         None => false,
         Some("All") => true,
@@ -50,7 +63,10 @@ fn write_options(query: &Query, user: &User) -> Result<WriteOptions, ApiError> {
     };
     Ok(WriteOptions {
         dry_run,
-        field_manager: query.get("fieldManager").map(str::to_string),
+        field_manager: query
+            .get("fieldManager")
+            .map(str::to_string)
+            .or_else(|| default_manager(parts)),
         field_validation: FieldValidation::parse(query.get("fieldValidation"))?,
         force: query.flag("force"),
         user: Some(user.clone()),
@@ -195,8 +211,9 @@ async fn collection<S: KvStore>(
         }
         "create" => {
             let object = body_object(parts, &body)?;
-            let written =
-                registry.create(resource, namespace, object, &write_options(query, user)?).await?;
+            let written = registry
+                .create(resource, namespace, object, &write_options(parts, query, user)?)
+                .await?;
             Ok(written_response(written, resource, accept, include))
         }
         "deletecollection" => {
@@ -257,8 +274,9 @@ async fn object<S: KvStore>(
         }
         "update" => {
             let object = body_object(parts, &body)?;
-            let written =
-                registry.update(&target, object, Part::Main, &write_options(query, user)?).await?;
+            let written = registry
+                .update(&target, object, Part::Main, &write_options(parts, query, user)?)
+                .await?;
             Ok(written_response(written, &resource, accept, include))
         }
         "patch" => {
@@ -297,7 +315,16 @@ pub(crate) async fn patch<S: KvStore>(
                 .into(),
         )
     })?;
-    api.registry.patch(target, patch_type, body, part, &write_options(query, user)?).await
+    let mut options = write_options(parts, query, user)?;
+    if patch_type == PatchType::Apply {
+        // An apply names its manager; it is never guessed.
+        options.field_manager = query.get("fieldManager").map(str::to_string);
+    } else if options.force {
+        return Err(ApiError::BadRequest(
+            "force: Invalid value: true: may not be specified for non-apply patch".into(),
+        ));
+    }
+    api.registry.patch(target, patch_type, body, part, &options).await
 }
 
 /// A deletion answered with a Status rather than the object (subresources use it).

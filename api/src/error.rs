@@ -38,6 +38,9 @@ pub enum ApiError {
     AlreadyExists { resource: GroupResource, name: String },
     #[error("Operation cannot be fulfilled on {resource} \"{name}\": {message}")]
     Conflict { resource: GroupResource, name: String, message: String },
+    /// A server-side apply that would change fields other managers own.
+    #[error("{message}")]
+    ApplyConflict { message: String, conflicts: Vec<crate::apply::Conflict> },
     #[error("{}", invalid_message(kind, name, causes))]
     Invalid { group: String, kind: String, name: String, causes: Vec<FieldError> },
     #[error("{0}")]
@@ -86,7 +89,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => (404, "NotFound"),
             ApiError::AlreadyExists { .. } => (409, "AlreadyExists"),
-            ApiError::Conflict { .. } => (409, "Conflict"),
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => (409, "Conflict"),
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => (422, "Invalid"),
             ApiError::BadRequest(_) => (400, "BadRequest"),
             ApiError::Unauthorized => (401, "Unauthorized"),
@@ -135,6 +138,16 @@ impl ApiError {
                     .collect();
                 Some(details)
             }
+            ApiError::ApplyConflict { conflicts, .. } => Some(json!({
+                "causes": conflicts
+                    .iter()
+                    .map(|conflict| json!({
+                        "reason": "FieldManagerConflict",
+                        "message": conflict.cause_message(),
+                        "field": conflict.field,
+                    }))
+                    .collect::<Vec<_>>(),
+            })),
             ApiError::Internal(message) => Some(json!({ "causes": [{ "message": message }] })),
             _ => None,
         };
@@ -194,6 +207,22 @@ impl From<crate::patch::PatchError> for ApiError {
             PatchErrorStatus::Invalid | PatchErrorStatus::InternalError => {
                 ApiError::Unprocessable(message)
             }
+        }
+    }
+}
+
+impl From<crate::apply::ApplyError> for ApiError {
+    fn from(error: crate::apply::ApplyError) -> Self {
+        use crate::apply::{ApplyError, ApplyErrorStatus};
+        let message = error.to_string();
+        match (error.status(), error) {
+            (_, ApplyError::Conflicts(conflicts)) => ApiError::ApplyConflict { message, conflicts },
+            (ApplyErrorStatus::Conflict, _) => {
+                ApiError::ApplyConflict { message, conflicts: Vec::new() }
+            }
+            (ApplyErrorStatus::BadRequest, _) => ApiError::BadRequest(message),
+            (ApplyErrorStatus::Invalid, _) => ApiError::Unprocessable(message),
+            (ApplyErrorStatus::InternalError, _) => ApiError::Internal(message),
         }
     }
 }

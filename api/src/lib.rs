@@ -9,6 +9,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod allocate;
+pub mod apply;
 pub mod auth;
 mod bootstrap;
 mod defaults;

@@ -31,11 +31,7 @@ pub async fn serve<S: KvStore>(
     accept: Accept,
 ) -> Result<Response<Body>, ApiError> {
     let registry = &api.registry;
-    let options = WriteOptions {
-        dry_run: query.get("dryRun") == Some("All"),
-        field_manager: query.get("fieldManager").map(str::to_string),
-        ..Default::default()
-    };
+    let options = crate::endpoints::write_options(parts, query, user)?;
     match (sub, verb) {
         (Subresource::Status, "get") => {
             let stored = registry.get(&target, false).await?;
@@ -109,7 +105,7 @@ pub async fn serve<S: KvStore>(
                 }
                 let mut object = stored.object.clone();
                 set_replicas(&target, &mut object, replicas);
-                match registry.replace(&target, stored, object, Part::Main, &options).await {
+                match registry.replace(&target, stored, object, Part::Scale, &options).await {
                     Ok(written) => {
                         let stored = Stored {
                             key: target.key(),

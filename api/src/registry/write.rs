@@ -8,9 +8,10 @@ use serde_json::Value;
 
 use super::delete::held_by_finalizers;
 use super::{check_type, Registry, Target};
+use crate::apply;
 use crate::error::ApiError;
 use crate::meta;
-use crate::patch::{self, PatchType};
+use crate::patch::{self, PatchMeta, PatchType, PlainMeta};
 use crate::resources::ResourceType;
 use crate::storage::{self, SideWrite, Stored, Written as StoreWritten};
 use crate::strategy;
@@ -51,6 +52,14 @@ pub struct WriteOptions {
     pub user: Option<crate::auth::User>,
 }
 
+impl WriteOptions {
+    /// The field manager a write is recorded under; None for the server's own writes, which
+    /// are not tracked.
+    fn manager(&self) -> Option<&str> {
+        self.field_manager.as_deref().filter(|_| self.user.is_some())
+    }
+}
+
 /// Which part of an object an update replaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
@@ -60,6 +69,8 @@ pub enum Part {
     Status,
     /// Only a namespace's `spec.finalizers`.
     Finalize,
+    /// The object changed through its scale subresource.
+    Scale,
     /// The whole object as the server itself prepared it (binding a pod, say).
     System,
 }
@@ -121,6 +132,12 @@ impl<S: KvStore> Registry<S> {
             metadata.insert("name".into(), format!("{prefix}{}", meta::name_suffix()).into());
         }
         strategy::prepare_create(resource, &mut object);
+        if let Some(manager) = options.manager() {
+            let meta = self.merge_meta(resource);
+            let api_version = resource.api_version();
+            let now = meta::now_rfc3339();
+            apply::record_update(None, &mut object, manager, &api_version, None, &*meta, &now);
+        }
         let warnings = self.admit(resource, &mut object, None, options).await?;
         if let Some(namespace) = &namespace {
             self.ensure_namespace_accepts(namespace).await?;
@@ -199,6 +216,14 @@ impl<S: KvStore> Registry<S> {
         part: Part,
         options: &WriteOptions,
     ) -> Result<Written, ApiError> {
+        if patch_type == PatchType::Apply {
+            if part != Part::Main {
+                return Err(ApiError::UnsupportedMediaType(
+                    "apply patches are accepted on the main resource only".into(),
+                ));
+            }
+            return self.apply(target, body, options).await;
+        }
         for _ in 0..RETRIES {
             let current = self.get(target, false).await?;
             let mut patched = patch::apply_patch(
@@ -236,7 +261,7 @@ impl<S: KvStore> Registry<S> {
     ) -> Result<Written, ApiError> {
         let resource = &target.resource;
         let mut new = match part {
-            Part::Main => {
+            Part::Main | Part::Scale => {
                 let mut new = new;
                 strategy::prepare_update(resource, &current.object, &mut new);
                 new
@@ -246,6 +271,28 @@ impl<S: KvStore> Registry<S> {
             Part::System => new,
         };
         keep_system_metadata(&current.object, &mut new);
+        let subresource = match part {
+            Part::Main => Some(None),
+            Part::Status => Some(Some("status")),
+            Part::Finalize => Some(Some("finalize")),
+            Part::Scale => Some(Some("scale")),
+            Part::System => None,
+        };
+        if let (Some(manager), Some(subresource)) = (options.manager(), subresource) {
+            let meta = self.merge_meta(resource);
+            let api_version = resource.api_version();
+            let now = meta::now_rfc3339();
+            let old = &current.object;
+            apply::record_update(
+                Some(old),
+                &mut new,
+                manager,
+                &api_version,
+                subresource,
+                &*meta,
+                &now,
+            );
+        }
         if resource.generation {
             let generation = current.object.pointer("/metadata/generation").and_then(Value::as_i64);
             let generation = generation.unwrap_or(1);
@@ -257,7 +304,7 @@ impl<S: KvStore> Registry<S> {
         if new == current.object {
             return Ok(Written { object: new, created: false, warnings: Vec::new() });
         }
-        let warnings = if part == Part::Main {
+        let warnings = if matches!(part, Part::Main | Part::Scale) {
             self.admit(resource, &mut new, Some(&current.object), options).await?
         } else {
             Vec::new()
@@ -283,6 +330,56 @@ impl<S: KvStore> Registry<S> {
             StoreWritten::Conflict(None) => Err(target.not_found()),
             StoreWritten::Conflict(Some(_)) => Err(target.conflict()),
         }
+    }
+
+    /// Server-side apply (`application/apply-patch+yaml`): merges the configuration into the
+    /// object (creating it if absent) for the request's field manager, refusing to change
+    /// fields other managers own unless forced.
+    pub async fn apply(
+        &self,
+        target: &Target,
+        body: &[u8],
+        options: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let mut applied: Value = serde_yaml_ng::from_slice(body)
+            .map_err(|err| ApiError::BadRequest(format!("error decoding YAML: {err}")))?;
+        if !applied.is_object() {
+            return Err(ApiError::BadRequest("the apply configuration must be an object".into()));
+        }
+        check_type(&target.resource, &mut applied)?;
+        check_identity(target, &applied)?;
+        let manager = options.field_manager.clone().unwrap_or_default();
+        let meta = self.merge_meta(&target.resource);
+        for _ in 0..RETRIES {
+            let now = meta::now_rfc3339();
+            let current = self.objects.get(&target.key(), false).await?;
+            let live = current.as_ref().map(|stored| &stored.object);
+            let mut object = apply::apply(live, &applied, &manager, options.force, &*meta, &now)?;
+            // The apply itself recorded the managed fields.
+            let applied_options = WriteOptions { field_manager: None, ..options.clone() };
+            let outcome = match current {
+                None => {
+                    meta::metadata_mut(&mut object)
+                        .insert("name".into(), target.name.clone().into());
+                    let namespace = target.namespace.as_deref();
+                    self.create(&target.resource, namespace, object, &applied_options).await
+                }
+                Some(current) => {
+                    self.replace(target, current, object, Part::Main, &applied_options).await
+                }
+            };
+            match outcome {
+                Err(ApiError::AlreadyExists { .. } | ApiError::Conflict { .. }) => continue,
+                other => return other,
+            }
+        }
+        Err(target.conflict())
+    }
+
+    /// How lists and maps of this type merge: the built-in schema, or plain merging for
+    /// custom resources.
+    fn merge_meta(&self, resource: &ResourceType) -> Box<dyn PatchMeta> {
+        self.patch_meta(resource).unwrap_or_else(|| Box::new(PlainMeta))
     }
 
     /// Values allocated with a write (service addresses and ports), as side writes of the

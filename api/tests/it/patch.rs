@@ -141,3 +141,63 @@ async fn strategic_merge_patch_merges_containers_by_name() -> anyhow::Result<()>
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn server_side_apply_creates_tracks_owners_and_reports_conflicts() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let admin = server.admin()?;
+    let path = format!("{}/applied", configmaps("default"));
+    let apply = "application/apply-patch+yaml";
+    let config = |size: &str| json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "applied" }, "data": { "size": size } });
+
+    // --- an apply without a field manager is refused
+    let reply = admin.patch(&path, apply, &config("small")).await?;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text());
+
+    // --- the first apply creates the object and records its manager
+    let created =
+        admin.patch(&format!("{path}?fieldManager=tool"), apply, &config("small")).await?;
+    let created = created.expect(StatusCode::CREATED)?;
+    let managed = &created.json["metadata"]["managedFields"][0];
+    assert_eq!(managed["manager"], "tool");
+    assert_eq!(managed["operation"], "Apply");
+    assert_eq!(managed["fieldsV1"]["f:data"]["f:size"], json!({}));
+
+    // --- another writer takes the field with an update; the next apply conflicts
+    let merge = "application/merge-patch+json";
+    let changed = admin
+        .patch(
+            &format!("{path}?fieldManager=editor"),
+            merge,
+            &json!({ "data": { "size": "large" } }),
+        )
+        .await?;
+    changed.expect(StatusCode::OK)?;
+    let reply = admin.patch(&format!("{path}?fieldManager=tool"), apply, &config("medium")).await?;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text());
+    assert_eq!(
+        reply.json["message"],
+        r#"Apply failed with 1 conflict: conflict with "editor" using v1: .data.size"#
+    );
+    assert_eq!(reply.json["details"]["causes"][0]["reason"], "FieldManagerConflict");
+    assert_eq!(admin.get(&path).await?.json["data"]["size"], "large");
+
+    // --- forced, the apply wins and owns the field again
+    let forced = admin
+        .patch(&format!("{path}?fieldManager=tool&force=true"), apply, &config("medium"))
+        .await?;
+    let forced = forced.expect(StatusCode::OK)?;
+    assert_eq!(forced.json["data"]["size"], "medium");
+    let owners: Vec<&str> = forced.json["metadata"]["managedFields"]
+        .as_array()
+        .map(|entries| entries.iter().filter_map(|e| e["manager"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(owners.contains(&"tool"), "{owners:?}");
+
+    // --- force is only for applies
+    let reply = admin.patch(&format!("{path}?force=true"), merge, &json!({ "data": {} })).await?;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+
+    server.stop().await;
+    Ok(())
+}

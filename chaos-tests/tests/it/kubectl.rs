@@ -121,6 +121,43 @@ async fn kubectl_drives_a_three_master_cluster() -> anyhow::Result<()> {
         "{diff_text}"
     );
 
+    eprintln!("--- apply --server-side: field ownership, conflicts, --force-conflicts");
+    let owned = |size: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: owned}}\ndata: {{size: {size}}}\n"
+        )
+    };
+    let ssa = file("ssa.yaml", &owned("small"))?;
+    assert_eq!(
+        stdout_of(&cluster.kubectl(&["apply", "--server-side", "-f", &ssa])?)?,
+        "configmap/owned serverside-applied\n"
+    );
+    stdout_of(&cluster.kubectl(&[
+        "patch",
+        "configmap",
+        "owned",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"size":"large"}}"#,
+    ])?)?;
+    std::fs::write(&ssa, owned("medium"))?;
+    let conflict = stderr_of(&cluster.kubectl(&["apply", "--server-side", "-f", &ssa])?);
+    assert!(
+        conflict.starts_with(r#"error: Apply failed with 1 conflict: conflict with "kubectl-patch" using v1: .data.size"#),
+        "{conflict}"
+    );
+    stdout_of(&cluster.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &ssa])?)?;
+    let managers = stdout_of(&cluster.kubectl(&[
+        "get",
+        "configmap",
+        "owned",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.data.size} {.metadata.managedFields[*].manager}",
+    ])?)?;
+    assert!(managers.starts_with("medium ") && managers.contains("kubectl"), "{managers}");
+
     eprintln!("--- create configmap, secret, namespace, deployment (protobuf bodies)");
     for args in [
         &["create", "configmap", "plain", "--from-literal=a=1"][..],
