@@ -79,6 +79,39 @@ pub(crate) fn body_object(parts: &Parts, body: &Bytes) -> Result<Value, ApiError
     decode_body(body, body_type)
 }
 
+/// A create or update body, with duplicate fields refused under strict field validation (a
+/// decoded object cannot hold them, so the raw JSON is read for them).
+fn written_body<S: KvStore>(
+    api: &Api<S>,
+    parts: &Parts,
+    body: &Bytes,
+    resource: &ResourceType,
+    options: &WriteOptions,
+) -> Result<Value, ApiError> {
+    let object = body_object(parts, body)?;
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|content_type| content_type.starts_with("application/json"));
+    if json && options.field_validation == FieldValidation::Strict {
+        let openapi = &api.registry.openapi;
+        let errors = openapi
+            .strict_field_errors(&resource.group, &resource.version, &resource.kind, body)
+            .unwrap_or_default();
+        let duplicates: Vec<String> =
+            errors.into_iter().filter(|error| error.starts_with("duplicate field")).collect();
+        if !duplicates.is_empty() {
+            return Err(ApiError::BadRequest(crate::openapi::strict_decoding_message(
+                &resource.kind,
+                &resource.version,
+                &duplicates,
+            )));
+        }
+    }
+    Ok(object)
+}
+
 /// Delete options from the query, overridden by a `DeleteOptions` body if there is one.
 fn delete_options(parts: &Parts, body: &Bytes, query: &Query) -> Result<DeleteOptions, ApiError> {
     let delete_body = (!body.is_empty()).then(|| body_object(parts, body)).transpose()?;
@@ -210,10 +243,9 @@ async fn collection<S: KvStore>(
             Ok(watch_response(resource.clone(), stream, accept, include))
         }
         "create" => {
-            let object = body_object(parts, &body)?;
-            let written = registry
-                .create(resource, namespace, object, &write_options(parts, query, user)?)
-                .await?;
+            let options = write_options(parts, query, user)?;
+            let object = written_body(api, parts, &body, resource, &options)?;
+            let written = registry.create(resource, namespace, object, &options).await?;
             Ok(written_response(written, resource, accept, include))
         }
         "deletecollection" => {
@@ -273,10 +305,9 @@ async fn object<S: KvStore>(
             Ok(watch_response(resource, stream, accept, include))
         }
         "update" => {
-            let object = body_object(parts, &body)?;
-            let written = registry
-                .update(&target, object, Part::Main, &write_options(parts, query, user)?)
-                .await?;
+            let options = write_options(parts, query, user)?;
+            let object = written_body(api, parts, &body, &resource, &options)?;
+            let written = registry.update(&target, object, Part::Main, &options).await?;
             Ok(written_response(written, &resource, accept, include))
         }
         "patch" => {

@@ -135,6 +135,22 @@ async fn unknown_fields_fail_strict_validation_and_warn_when_asked() -> anyhow::
     let reply = admin.post(&format!("{DEPLOYMENTS}?fieldValidation=Strict"), &body).await?;
     assert_status(&reply, StatusCode::BAD_REQUEST);
 
+    // --- a field given twice is refused too (a decoded object could not tell)
+    let twice = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"twice"},"data":{"a":"1"},"data":{"b":"2"}}"#;
+    let reply = admin
+        .request(
+            Method::POST,
+            &configmaps("default"),
+            &[("content-type", "application/json")],
+            twice,
+        )
+        .await?;
+    assert_status(&reply, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.json["message"],
+        r#"ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: duplicate field "data""#
+    );
+
     // --- an unsupported fieldValidation value is itself a bad request
     let reply = admin.post(&format!("{DEPLOYMENTS}?fieldValidation=Loose"), &body).await?;
     assert_status(&reply, StatusCode::BAD_REQUEST);
