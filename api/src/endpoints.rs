@@ -16,7 +16,8 @@ use crate::negotiate::{decode_body, Accept, BodyType};
 use crate::patch::PatchType;
 use crate::rbac::Attributes;
 use crate::registry::{
-    DeleteOptions, FieldValidation, ListOptions, Part, Target, WatchOptions, WriteOptions, Written,
+    DeleteOptions, EncodedList, FieldValidation, ListOptions, Part, Target, WatchOptions,
+    WriteOptions, Written,
 };
 use crate::render::{self, IncludeObject};
 use crate::request::{Query, ResourcePath};
@@ -110,6 +111,30 @@ fn written_body<S: KvStore>(
         }
     }
     Ok(object)
+}
+
+/// A list whose items were never decoded, written around them.
+fn encoded_list_response(resource: &ResourceType, listed: EncodedList) -> Response<Body> {
+    let mut metadata = json!({ "resourceVersion": listed.revision.to_string() });
+    if let Some(token) = &listed.continue_token {
+        metadata["continue"] = json!(token);
+    }
+    if let Some(remaining) = listed.remaining {
+        metadata["remainingItemCount"] = json!(remaining);
+    }
+    let head = json!({ "kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata });
+    let head = head.to_string();
+    let mut body = Vec::with_capacity(head.len() + listed.items.len() + 16);
+    // `head` is an object: its closing brace gives way to the items.
+    body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    body.extend_from_slice(b",\"items\":");
+    body.extend_from_slice(&listed.items);
+    body.push(b'}');
+    let mut response = Response::new(crate::handler::full(body));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// Delete options from the query, overridden by a `DeleteOptions` body if there is one.
@@ -225,6 +250,10 @@ async fn collection<S: KvStore>(
     match verb {
         "list" => {
             let options = ListOptions::from_query(resource, query)?;
+            if accept == Accept::JSON && options.filter.is_everything() {
+                let listed = registry.list_encoded(resource, namespace, &options).await?;
+                return Ok(encoded_list_response(resource, listed));
+            }
             let listed = registry.list(resource, namespace, &options).await?;
             let mut metadata = json!({ "resourceVersion": listed.revision.to_string() });
             if let Some(token) = &listed.continue_token {

@@ -27,11 +27,12 @@ impl IncludeObject {
 
 /// An object reduced to `PartialObjectMetadata`.
 pub fn partial_metadata(object: &Value) -> Value {
-    json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
-    })
+    let mut partial = serde_json::Map::new();
+    partial.insert("kind".into(), "PartialObjectMetadata".into());
+    partial.insert("apiVersion".into(), "meta.k8s.io/v1".into());
+    let metadata = object.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    partial.insert("metadata".into(), metadata);
+    Value::Object(partial)
 }
 
 /// The Table of `objects`; `list_metadata` is the list's metadata (resourceVersion,
@@ -103,17 +104,28 @@ pub fn list(
 ) -> Value {
     match shape {
         Shape::Table => table(resource, &items, list_metadata, include, true),
-        Shape::Metadata => json!({
-            "kind": "PartialObjectMetadataList",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": list_metadata,
-            "items": items.iter().map(partial_metadata).collect::<Vec<_>>(),
-        }),
-        Shape::Object | Shape::AggregatedDiscovery => json!({
-            "kind": format!("{}List", resource.kind),
-            "apiVersion": resource.api_version(),
-            "metadata": list_metadata,
-            "items": items,
-        }),
+        Shape::Metadata => {
+            let items = items.iter().map(partial_metadata).collect();
+            list_object(
+                "PartialObjectMetadataList".into(),
+                "meta.k8s.io/v1".into(),
+                list_metadata,
+                items,
+            )
+        }
+        Shape::Object | Shape::AggregatedDiscovery => {
+            let kind = format!("{}List", resource.kind);
+            list_object(kind, resource.api_version(), list_metadata, items)
+        }
     }
+}
+
+/// A list object, built by moving its parts in: `json!` would copy every item.
+fn list_object(kind: String, api_version: String, metadata: Value, items: Vec<Value>) -> Value {
+    let mut list = serde_json::Map::new();
+    list.insert("kind".into(), Value::String(kind));
+    list.insert("apiVersion".into(), Value::String(api_version));
+    list.insert("metadata".into(), metadata);
+    list.insert("items".into(), Value::Array(items));
+    Value::Object(list)
 }

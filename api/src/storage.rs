@@ -71,6 +71,37 @@ pub fn set_resource_version(object: &mut Value, revision: i64) {
     }
 }
 
+/// Writes a stored object's JSON to `out` with its resourceVersion added, without decoding
+/// the object: only its top level is scanned, and its metadata gets `resourceVersion` as a
+/// first member (stored objects never hold one).
+pub fn write_with_revision(raw: &[u8], revision: i64, out: &mut Vec<u8>) -> Result<(), ApiError> {
+    let top: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
+        serde_json::from_slice(raw)
+            .map_err(|err| ApiError::Internal(format!("stored object is not valid JSON: {err}")))?;
+    out.push(b'{');
+    for (index, (key, value)) in top.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        // A `String` key always serializes.
+        let _ = serde_json::to_writer(&mut *out, key);
+        out.push(b':');
+        let text = value.get().trim_start();
+        match (key.as_str(), text.strip_prefix('{')) {
+            ("metadata", Some(members)) => {
+                out.extend_from_slice(format!("{{\"resourceVersion\":\"{revision}\"").as_bytes());
+                if !members.trim_start().starts_with('}') {
+                    out.push(b',');
+                }
+                out.extend_from_slice(members.as_bytes());
+            }
+            _ => out.extend_from_slice(text.as_bytes()),
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
 /// The bytes stored for an object: without resourceVersion.
 pub fn encode(object: &Value) -> Vec<u8> {
     let mut object = object.clone();
@@ -154,6 +185,28 @@ impl<S: KvStore> Objects<S> {
         let items = response.kvs.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         let remaining = (response.count - items.len() as i64).max(0);
         Ok(Page { items, revision: response.revision, more: response.more, remaining })
+    }
+
+    /// Lists keys under `prefix` like [`Objects::list`], leaving the values as stored.
+    pub async fn list_stored(
+        &self,
+        prefix: &str,
+        start: Option<&str>,
+        revision: i64,
+        limit: i64,
+        serializable: bool,
+    ) -> Result<(Vec<KeyValue>, i64, bool, i64), ApiError> {
+        let mut range = KeyRange::prefix(prefix.as_bytes().to_vec());
+        if let Some(start) = start {
+            range.key = start.as_bytes().to_vec();
+        }
+        let mut request = RangeRequest::new(range);
+        request.revision = revision;
+        request.limit = limit.max(0);
+        request.serializable = serializable;
+        let response = self.store.range(request).await?;
+        let remaining = (response.count - response.kvs.len() as i64).max(0);
+        Ok((response.kvs, response.revision, response.more, remaining))
     }
 
     /// Creates an object if its key is free, with side writes in the same transaction.
@@ -251,5 +304,32 @@ fn first_read(responses: &[TxnOpResponse]) -> Result<Option<Stored>, ApiError> {
     match responses.first() {
         Some(TxnOpResponse::Range(range)) => range.kvs.first().map(decode).transpose(),
         _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stored_objects_gain_their_resource_version_without_decoding() {
+        let object = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": { "name": "a", "resourceVersion": "ignored" },
+            "data": { "metadata": "{not the top level}" },
+        });
+        let mut out = Vec::new();
+        write_with_revision(&encode(&object), 42, &mut out).unwrap();
+        let written: Value = serde_json::from_slice(&out).unwrap();
+        let mut expected = object.clone();
+        expected["metadata"]["resourceVersion"] = json!("42");
+        assert_eq!(written, expected);
+
+        let mut bare = Vec::new();
+        write_with_revision(br#"{"kind":"X","metadata":{}}"#, 7, &mut bare).unwrap();
+        assert_eq!(bare, br#"{"kind":"X","metadata":{"resourceVersion":"7"}}"#);
+        assert!(write_with_revision(b"{broken", 1, &mut Vec::new()).is_err());
     }
 }

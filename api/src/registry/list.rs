@@ -150,6 +150,34 @@ fn decode_continue(token: &str) -> Result<(i64, String), ApiError> {
     Ok((revision, start.to_string()))
 }
 
+/// Where a list starts reading.
+struct ListStart {
+    start: Option<String>,
+    revision: i64,
+    continuing: bool,
+    serializable: bool,
+}
+
+/// A list's items already encoded as a JSON array.
+pub struct EncodedList {
+    pub items: Vec<u8>,
+    pub revision: i64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<i64>,
+}
+
+/// A compacted revision: 410, worded for a continued list or a list at a revision.
+fn list_error(err: ApiError, continuing: bool, options: &ListOptions) -> ApiError {
+    match err {
+        ApiError::Expired(_) if continuing => ApiError::Gone(CONTINUE_EXPIRED.into()),
+        ApiError::Expired(_) => ApiError::Expired(format!(
+            "Timeout: Too large resource version or compacted: {}",
+            options.resource_version.as_deref().unwrap_or("")
+        )),
+        other => other,
+    }
+}
+
 /// How long a read at a revision this replica has not reached yet waits for it.
 const FUTURE_REVISION_WAIT: Duration = Duration::from_secs(3);
 
@@ -172,17 +200,13 @@ impl<S: KvStore> Registry<S> {
         }
     }
 
-    pub async fn list(
-        &self,
-        resource: &ResourceType,
-        namespace: Option<&str>,
-        options: &ListOptions,
-    ) -> Result<ListResult, ApiError> {
-        let prefix = resource.list_prefix(namespace);
+    /// Where a list starts: the key to start from, the revision to read at, whether it
+    /// continues an earlier page, and whether it may read this replica as it is.
+    async fn list_start(&self, prefix: &str, options: &ListOptions) -> Result<ListStart, ApiError> {
         if let Some(asked) = options.resource_version.as_deref().and_then(|rv| rv.parse().ok()) {
             self.wait_for_revision(asked).await?;
         }
-        let (mut start, mut revision, continuing) = match &options.continue_token {
+        let (start, revision, continuing) = match &options.continue_token {
             Some(token) => {
                 let (revision, start) = decode_continue(token)?;
                 (Some(format!("{prefix}{start}")), revision, true)
@@ -198,6 +222,64 @@ impl<S: KvStore> Registry<S> {
             }
         };
         let serializable = options.resource_version.as_deref() == Some("0") && !continuing;
+        Ok(ListStart { start, revision, continuing, serializable })
+    }
+
+    /// A list with no selector, as one JSON array of the stored objects (resourceVersions
+    /// added), never decoding them: what plain `kubectl get -o json` and clients' lists cost.
+    pub async fn list_encoded(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<EncodedList, ApiError> {
+        let prefix = resource.list_prefix(namespace);
+        let begin = self.list_start(&prefix, options).await?;
+        let (kvs, revision, more, remaining) = self
+            .objects
+            .list_stored(
+                &prefix,
+                begin.start.as_deref(),
+                begin.revision,
+                options.limit,
+                begin.serializable,
+            )
+            .await
+            .map_err(|err| list_error(err, begin.continuing, options))?;
+        let size: usize = kvs.iter().map(|kv| kv.value.len() + 32).sum();
+        let mut items = Vec::with_capacity(size + 2);
+        items.push(b'[');
+        for (index, kv) in kvs.iter().enumerate() {
+            if index > 0 {
+                items.push(b',');
+            }
+            crate::storage::write_with_revision(&kv.value, kv.mod_revision, &mut items)?;
+        }
+        items.push(b']');
+        let next = match kvs.last() {
+            Some(last) if more && options.limit > 0 => {
+                let key = String::from_utf8_lossy(&last.key);
+                Some(encode_continue(revision, &format!("{}\u{0}", &key[prefix.len()..])))
+            }
+            _ => None,
+        };
+        Ok(EncodedList {
+            items,
+            revision,
+            continue_token: next.clone(),
+            remaining: next.and(Some(remaining)).filter(|n| *n > 0),
+        })
+    }
+
+    pub async fn list(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<ListResult, ApiError> {
+        let prefix = resource.list_prefix(namespace);
+        let ListStart { mut start, mut revision, continuing, serializable } =
+            self.list_start(&prefix, options).await?;
         let mut items = Vec::new();
         let mut next = None;
         let mut remaining = None;
@@ -207,14 +289,7 @@ impl<S: KvStore> Registry<S> {
                 .objects
                 .list(&prefix, start.as_deref(), revision, want, serializable)
                 .await
-                .map_err(|err| match err {
-                    ApiError::Expired(_) if continuing => ApiError::Gone(CONTINUE_EXPIRED.into()),
-                    ApiError::Expired(_) => ApiError::Expired(format!(
-                        "Timeout: Too large resource version or compacted: {}",
-                        options.resource_version.as_deref().unwrap_or("")
-                    )),
-                    other => other,
-                })?;
+                .map_err(|err| list_error(err, continuing, options))?;
             revision = page.revision;
             let count = page.items.len();
             let mut last_key = None;

@@ -14,7 +14,7 @@ use flotilla_store::KvStore;
 use serde_json::Value;
 
 pub use delete::{DeleteOptions, Propagation};
-pub use list::{Filter, ListOptions, ListResult};
+pub use list::{EncodedList, Filter, ListOptions, ListResult};
 pub use watch::{WatchEvent, WatchOptions, WatchStream};
 pub use write::{FieldValidation, Part, WriteOptions, Written};
 

@@ -33,7 +33,7 @@ mod quantity;
 mod tests;
 
 use jiff::Timestamp;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 pub use self::columns::Column;
 pub use self::custom::{custom_cells, custom_columns, CustomColumn};
@@ -142,11 +142,13 @@ pub fn table_json<C: TableColumn>(columns: &[C], rows: Vec<(Vec<Value>, Value)>)
             Value::Object(row)
         })
         .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": {},
-        "columnDefinitions": columns.iter().map(TableColumn::definition).collect::<Vec<_>>(),
-        "rows": rows,
-    })
+    // Built by moving the rows in: `json!` would copy each of them.
+    let mut table = Map::new();
+    table.insert("kind".to_string(), "Table".into());
+    table.insert("apiVersion".to_string(), "meta.k8s.io/v1".into());
+    table.insert("metadata".to_string(), Value::Object(Map::new()));
+    let definitions = columns.iter().map(TableColumn::definition).collect();
+    table.insert("columnDefinitions".to_string(), Value::Array(definitions));
+    table.insert("rows".to_string(), Value::Array(rows));
+    Value::Object(table)
 }

