@@ -141,17 +141,25 @@ impl<S: KvStore> Registry<S> {
                 target.name
             )));
         }
-        for _ in 0..8 {
-            let current = self.get(target, false).await?;
+        for attempt in 0..8 {
+            let current = self.current(target, attempt).await?;
             let uid = meta::str_field(&current.object, &["metadata", "uid"]).unwrap_or("");
+            // A precondition this replica's copy fails is checked again on the leader's
+            // copy: the replica may lag the client.
             if let Some(expected) = options.uid.as_deref().filter(|u| !u.is_empty()) {
                 if expected != uid {
+                    if attempt == 0 {
+                        continue;
+                    }
                     return Err(precondition_failed(target, "UID", expected, uid));
                 }
             }
             let revision = current.revision.to_string();
             if let Some(expected) = options.resource_version.as_deref().filter(|v| !v.is_empty()) {
                 if expected != revision {
+                    if attempt == 0 {
+                        continue;
+                    }
                     return Err(precondition_failed(
                         target,
                         "ResourceVersion",

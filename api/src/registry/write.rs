@@ -194,16 +194,37 @@ impl<S: KvStore> Registry<S> {
     ) -> Result<Written, ApiError> {
         check_type(&target.resource, &mut object)?;
         check_identity(target, &object)?;
-        let current = self.get(target, false).await?;
         let expected = meta::str_field(&object, &["metadata", "resourceVersion"])
             .filter(|rv| !rv.is_empty())
             .map(str::to_string);
-        if let Some(expected) = expected {
-            if expected != current.revision.to_string() {
-                return Err(target.conflict());
+        for attempt in 0..RETRIES {
+            let mut current = self.current(target, attempt).await?;
+            if let Some(expected) = &expected {
+                if *expected != current.revision.to_string() && attempt == 0 {
+                    // This replica may lag the client: ask the leader before refusing.
+                    current = self.get(target, false).await?;
+                }
+                if *expected != current.revision.to_string() {
+                    return Err(target.conflict());
+                }
+            }
+            match self.replace(target, current, object.clone(), part, options).await {
+                Err(ApiError::Conflict { .. }) if expected.is_none() => continue,
+                other => return other,
             }
         }
-        self.replace(target, current, object, part, options).await
+        Err(target.conflict())
+    }
+
+    /// The object as a read-modify-write starts from: this replica's copy first (the write
+    /// is conditional on its revision, so a stale copy only costs a retry), the leader's
+    /// after a conflict.
+    pub(crate) async fn current(
+        &self,
+        target: &Target,
+        attempt: usize,
+    ) -> Result<Stored, ApiError> {
+        self.get(target, attempt == 0).await
     }
 
     /// Applies a patch to an object, retrying on concurrent writes unless the patch itself
@@ -224,8 +245,8 @@ impl<S: KvStore> Registry<S> {
             }
             return self.apply(target, body, options).await;
         }
-        for _ in 0..RETRIES {
-            let current = self.get(target, false).await?;
+        for attempt in 0..RETRIES {
+            let current = self.current(target, attempt).await?;
             let mut patched = patch::apply_patch(
                 patch_type,
                 &current.object,
@@ -237,6 +258,10 @@ impl<S: KvStore> Registry<S> {
                 .filter(|rv| !rv.is_empty());
             if let Some(pinned) = &pinned {
                 if *pinned != current.revision.to_string() {
+                    if attempt == 0 {
+                        // This replica may lag the client: read the leader's copy.
+                        continue;
+                    }
                     return Err(target.conflict());
                 }
             }
