@@ -364,13 +364,7 @@ pub fn watch_response(
         let object = match (accept.shape, event.kind) {
             (Shape::Table, "ADDED" | "MODIFIED" | "DELETED") => {
                 let metadata = json!({ "resourceVersion": event.object.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null) });
-                render::table(
-                    &resource,
-                    std::slice::from_ref(&event.object),
-                    metadata,
-                    include,
-                    first,
-                )
+                render::table(&resource, vec![event.object.clone()], metadata, include, first)
             }
             (Shape::Metadata, "ADDED" | "MODIFIED" | "DELETED") => {
                 render::partial_metadata(&event.object)

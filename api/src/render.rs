@@ -27,10 +27,20 @@ impl IncludeObject {
 
 /// An object reduced to `PartialObjectMetadata`.
 pub fn partial_metadata(object: &Value) -> Value {
+    let metadata = object.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    partial_of(metadata)
+}
+
+/// An object reduced to `PartialObjectMetadata`, its metadata moved rather than copied.
+fn into_partial_metadata(mut object: Value) -> Value {
+    let metadata = object.get_mut("metadata").map(Value::take).unwrap_or_else(|| json!({}));
+    partial_of(metadata)
+}
+
+fn partial_of(metadata: Value) -> Value {
     let mut partial = serde_json::Map::new();
     partial.insert("kind".into(), "PartialObjectMetadata".into());
     partial.insert("apiVersion".into(), "meta.k8s.io/v1".into());
-    let metadata = object.get("metadata").cloned().unwrap_or_else(|| json!({}));
     partial.insert("metadata".into(), metadata);
     Value::Object(partial)
 }
@@ -39,31 +49,32 @@ pub fn partial_metadata(object: &Value) -> Value {
 /// continue). Watch events after the first carry no column definitions.
 pub fn table(
     resource: &ResourceType,
-    objects: &[Value],
+    objects: Vec<Value>,
     list_metadata: Value,
     include: IncludeObject,
     with_columns: bool,
 ) -> Value {
     let now = jiff::Timestamp::now();
-    let row_object = |object: &Value| match include {
+    // Objects are consumed: a row takes its object's metadata or the object itself.
+    let row_object = |object: Value| match include {
         IncludeObject::None => Value::Null,
-        IncludeObject::Metadata => partial_metadata(object),
-        IncludeObject::Object => object.clone(),
+        IncludeObject::Metadata => into_partial_metadata(object),
+        IncludeObject::Object => object,
     };
     let mut table = match &resource.printer_columns {
         Some(printer_columns) => {
             let columns = table::custom_columns(printer_columns);
             let rows = objects
-                .iter()
-                .map(|o| (table::custom_cells(&columns, o, now), row_object(o)))
+                .into_iter()
+                .map(|o| (table::custom_cells(&columns, &o, now), row_object(o)))
                 .collect();
             table::table_json(&columns, rows)
         }
         None => {
             let columns = table::columns(&resource.group, &resource.kind);
             let rows = objects
-                .iter()
-                .map(|o| (table::cells(&resource.group, &resource.kind, o, now), row_object(o)))
+                .into_iter()
+                .map(|o| (table::cells(&resource.group, &resource.kind, &o, now), row_object(o)))
                 .collect();
             table::table_json(&columns, rows)
         }
@@ -87,7 +98,7 @@ pub fn object(
             let metadata = json!({
                 "resourceVersion": object.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null),
             });
-            table(resource, &[object], metadata, include, true)
+            table(resource, vec![object], metadata, include, true)
         }
         Shape::Metadata => partial_metadata(&object),
         Shape::Object | Shape::AggregatedDiscovery => object,
@@ -103,9 +114,9 @@ pub fn list(
     include: IncludeObject,
 ) -> Value {
     match shape {
-        Shape::Table => table(resource, &items, list_metadata, include, true),
+        Shape::Table => table(resource, items, list_metadata, include, true),
         Shape::Metadata => {
-            let items = items.iter().map(partial_metadata).collect();
+            let items = items.into_iter().map(into_partial_metadata).collect();
             list_object(
                 "PartialObjectMetadataList".into(),
                 "meta.k8s.io/v1".into(),
