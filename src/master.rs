@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use flotilla_api::allocate::ServiceRanges;
 use flotilla_api::{ApiConfig, ApiServer};
+use flotilla_control::{ControlConfig, ControlPlane, LeaseConfig};
 use flotilla_store::etcd::EtcdOptions;
 use flotilla_store::raft::{Master, MasterConfig, PeerUrlSpec, TlsFiles};
 
@@ -164,6 +165,22 @@ impl MasterArgs {
     }
 }
 
+impl MasterArgs {
+    /// The control plane's configuration; its API URL is filled in once the API is bound.
+    fn control_config(&self) -> anyhow::Result<ControlConfig> {
+        let lease = LeaseConfig::default();
+        lease.validate().map_err(anyhow::Error::msg)?;
+        Ok(ControlConfig {
+            api_url: String::new(),
+            ca_file: self.trusted_ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            identity: format!("{}_{}", self.name, std::process::id()),
+            lease,
+        })
+    }
+}
+
 pub async fn run(args: MasterArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let api_config = args.api_config()?;
@@ -178,6 +195,30 @@ pub async fn run(args: MasterArgs) -> anyhow::Result<()> {
         },
         None => None,
     };
+    // The controllers talk to this master's own API.
+    let control_config = args.control_config().map(|config| {
+        api.as_ref().map(|api| ControlConfig {
+            api_url: format!("https://127.0.0.1:{}", api.local_addr().port()),
+            ..config
+        })
+    });
+    let control = match control_config {
+        Ok(None) => Ok(None),
+        Ok(Some(config)) => {
+            ControlPlane::start(config).await.map(Some).map_err(anyhow::Error::from)
+        }
+        Err(e) => Err(e),
+    };
+    let control = match control {
+        Ok(control) => control,
+        Err(e) => {
+            if let Some(api) = api {
+                api.shutdown().await;
+            }
+            master.shutdown().await;
+            return Err(e);
+        }
+    };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let failed = tokio::select! {
@@ -185,6 +226,9 @@ pub async fn run(args: MasterArgs) -> anyhow::Result<()> {
         _ = terminate.recv() => false,
         _ = master.failed() => true,
     };
+    if let Some(control) = control {
+        control.shutdown().await;
+    }
     if let Some(api) = api {
         api.shutdown().await;
     }

@@ -30,7 +30,7 @@ pub struct UpArgs {
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The last object the API servers create at start.
 const BOOTSTRAPPED_KEY: &str =
-    "/registry/rbac.authorization.k8s.io/clusterrolebindings/cluster-admin";
+    "/registry/rbac.authorization.k8s.io/clusterrolebindings/flotilla:masters";
 /// How long members get to stop after SIGTERM before they are killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 

@@ -146,6 +146,15 @@ pub async fn ensure<S: KvStore>(registry: &Registry<S>) -> Result<(), ApiError> 
             "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters" }],
         }),
     ));
+    objects.push((
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        json!({
+            "metadata": { "name": "flotilla:masters" },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin" },
+            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "flotilla:masters" }],
+        }),
+    ));
     for (group, plural, object) in objects {
         let Some(resource) = registry.catalog.get(group, "v1", plural) else { continue };
         let key = resource.key(None, crate::meta::name(&object));

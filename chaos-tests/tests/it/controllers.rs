@@ -1,0 +1,127 @@
+//! Leased controllers on `flotilla up --masters 3`: the ReplicaSet controller keeps the
+//! replica count, the lease shows who acts, and a killed holder's work moves to another master.
+
+use std::time::{Duration, Instant};
+
+use flotilla_chaos_tests::{stdout_of, wait_until, Cluster};
+use nix::sys::signal::Signal;
+
+const REPLICA_SET: &str = "apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: main
+        image: busybox:1.36
+";
+
+/// The names of the ReplicaSet's pods that are not being deleted, through `server`.
+fn active_pods(cluster: &Cluster, server: &str) -> Vec<String> {
+    let output = cluster.kubectl(&[
+        server,
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[?(@.metadata.ownerReferences[0].kind==\"ReplicaSet\")]}{.metadata.name}{\" \"}{.metadata.deletionTimestamp}{\"\\n\"}{end}",
+    ]);
+    let text = output.ok().and_then(|o| stdout_of(&o).ok()).unwrap_or_default();
+    text.lines()
+        .filter(|line| line.split_whitespace().count() == 1)
+        .map(|line| line.trim().to_string())
+        .collect()
+}
+
+fn lease_holder(cluster: &Cluster, server: &str) -> Option<String> {
+    let output = cluster
+        .kubectl(&[
+            server,
+            "get",
+            "lease",
+            "flotilla-controller-manager",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+        .ok()?;
+    stdout_of(&output).ok().filter(|holder| !holder.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replicaset_controller_keeps_replicas_and_fails_over() -> anyhow::Result<()> {
+    eprintln!("--- start a 3-master cluster");
+    let cluster = Cluster::start(3)?;
+    let first = format!("--server={}", cluster.members[0].api_url()?);
+
+    eprintln!("--- one master holds the controller lease");
+    wait_until(Duration::from_secs(20), "a lease holder", || async {
+        lease_holder(&cluster, &first).is_some()
+    })
+    .await?;
+
+    eprintln!("--- a ReplicaSet of 3 gets 3 pods");
+    let manifest = cluster.dir.join("replicaset.yaml");
+    std::fs::write(&manifest, REPLICA_SET)?;
+    stdout_of(&cluster.kubectl(&[&first, "apply", "-f", &manifest.display().to_string()])?)?;
+    wait_until(Duration::from_secs(30), "3 pods", || async {
+        active_pods(&cluster, &first).len() == 3
+    })
+    .await?;
+    let ready = stdout_of(&cluster.kubectl(&[
+        &first,
+        "get",
+        "rs",
+        "web",
+        "-o",
+        "jsonpath={.status.replicas}",
+    ])?)?;
+    wait_until(Duration::from_secs(10), "status.replicas 3", || async {
+        cluster
+            .kubectl(&[&first, "get", "rs", "web", "-o", "jsonpath={.status.replicas}"])
+            .ok()
+            .and_then(|o| stdout_of(&o).ok())
+            .is_some_and(|replicas| replicas == "3")
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e} (was {ready:?})"))?;
+
+    eprintln!("--- scaled to 1, two pods go");
+    stdout_of(&cluster.kubectl(&[&first, "scale", "rs", "web", "--replicas=1"])?)?;
+    wait_until(Duration::from_secs(30), "1 pod", || async {
+        active_pods(&cluster, &first).len() == 1
+    })
+    .await?;
+
+    eprintln!("--- kill -9 the lease holder; another master takes over and keeps reconciling");
+    let holder = lease_holder(&cluster, &first).ok_or_else(|| anyhow::anyhow!("no holder"))?;
+    let victim = cluster
+        .members
+        .iter()
+        .position(|m| holder.starts_with(&format!("{}_", m.name)))
+        .ok_or_else(|| anyhow::anyhow!("holder {holder} is no member"))?;
+    let survivor = (victim + 1) % cluster.members.len();
+    let server = format!("--server={}", cluster.members[survivor].api_url()?);
+    let killed = Instant::now();
+    cluster.signal(victim, Signal::SIGKILL)?;
+    wait_until(Duration::from_secs(20), "a new lease holder", || async {
+        lease_holder(&cluster, &server).is_some_and(|h| h != holder)
+    })
+    .await?;
+    eprintln!("takeover after {:.2} s", killed.elapsed().as_secs_f64());
+    stdout_of(&cluster.kubectl(&[&server, "scale", "rs", "web", "--replicas=4"])?)?;
+    wait_until(Duration::from_secs(30), "4 pods after the failover", || async {
+        active_pods(&cluster, &server).len() == 4
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! Flotilla's control plane: controllers that run on every master but act only while their
+//! master holds the controller lease (a `coordination.k8s.io/v1` Lease in `kube-system`).
+//!
+//! Controllers are ordinary API clients (kube-runtime) talking to their own master's API
+//! server; they decide with pure functions (`replicaset::plan`) and write through the API.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod client;
+mod lease;
+mod replicaset;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use lease::{LeaseConfig, LEASE_NAME};
+
+/// How a master's control plane reaches its API server.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// This master's API, e.g. `https://127.0.0.1:6443`.
+    pub api_url: String,
+    pub ca_file: PathBuf,
+    /// The master's client certificate and key (its group is bound to `cluster-admin`).
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Who holds the lease while this master leads (unique per master and process).
+    pub identity: String,
+    pub lease: LeaseConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("building the API client: {0}")]
+    Client(String),
+}
+
+/// A running control plane.
+pub struct ControlPlane {
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl ControlPlane {
+    /// Connects to the API and starts competing for the controller lease.
+    pub async fn start(config: ControlConfig) -> Result<ControlPlane, ControlError> {
+        let client = client::connect(&config).await?;
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let elector = lease::Elector::new(client.clone(), config.identity.clone(), config.lease);
+        let controllers = Arc::new(client);
+        tasks.spawn(elector.lead(shutdown.clone(), move |term| {
+            let client = (*controllers).clone();
+            async move { replicaset::run(client, term).await }
+        }));
+        Ok(ControlPlane { shutdown, tasks })
+    }
+
+    /// Stops the controllers (releasing nothing: the lease simply expires) and waits for them.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
