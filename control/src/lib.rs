@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod client;
+mod deployment;
 mod lease;
 mod replicaset;
 
@@ -54,7 +55,12 @@ impl ControlPlane {
         let controllers = Arc::new(client);
         tasks.spawn(elector.lead(shutdown.clone(), move |term| {
             let client = (*controllers).clone();
-            async move { replicaset::run(client, term).await }
+            async move {
+                tokio::join!(
+                    replicaset::run(client.clone(), term.clone()),
+                    deployment::run(client, term),
+                );
+            }
         }));
         Ok(ControlPlane { shutdown, tasks })
     }

@@ -102,6 +102,53 @@ async fn the_replicaset_controller_keeps_replicas_and_fails_over() -> anyhow::Re
     })
     .await?;
 
+    eprintln!("--- a Deployment gets a ReplicaSet; a new image starts a rollout within maxSurge");
+    stdout_of(&cluster.kubectl(&[
+        &first,
+        "create",
+        "deployment",
+        "api",
+        "--image=busybox:1.36",
+        "--replicas=4",
+    ])?)?;
+    let replica_sets = || {
+        cluster
+            .kubectl(&[
+                &first,
+                "get",
+                "rs",
+                "-l",
+                "app=api",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.replicas}{\" \"}{end}",
+            ])
+            .ok()
+            .and_then(|o| stdout_of(&o).ok())
+            .map(|text| {
+                text.split_whitespace().filter_map(|n| n.parse::<i64>().ok()).collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    wait_until(Duration::from_secs(30), "one ReplicaSet of 4", || async { replica_sets() == [4] })
+        .await?;
+    stdout_of(&cluster.kubectl(&[
+        &first,
+        "set",
+        "image",
+        "deployment/api",
+        "busybox=busybox:1.37",
+    ])?)?;
+    wait_until(Duration::from_secs(30), "a second ReplicaSet", || async {
+        replica_sets().len() == 2
+    })
+    .await?;
+    // 25% of 4: at most one pod over the desired count, whatever moment is looked at.
+    let total: i64 = replica_sets().iter().sum();
+    assert!(total <= 5, "rollout exceeded replicas + maxSurge: {total}");
+    let history =
+        stdout_of(&cluster.kubectl(&[&first, "rollout", "history", "deployment/api"])?)?;
+    assert!(history.contains("1 ") && history.contains("2 "), "{history}");
+
     eprintln!("--- kill -9 the lease holder; another master takes over and keeps reconciling");
     let holder = lease_holder(&cluster, &first).ok_or_else(|| anyhow::anyhow!("no holder"))?;
     let victim = cluster

@@ -1,0 +1,126 @@
+//! The Deployment controller: rolls ReplicaSets toward the Deployment's template.
+//!
+//! Each reconcile lists the namespace's ReplicaSets from the API (a consistent read), keeps the
+//! ones this Deployment controls, asks `plan` what to do, and writes: a new ReplicaSet for a
+//! new template, ReplicaSets replaced conditionally on the resourceVersion read (so two
+//! controllers can never both move a rollout), old ReplicaSets beyond the history limit
+//! deleted, and the status replaced conditionally.
+
+mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::ResourceExt;
+use tokio_util::sync::CancellationToken;
+
+/// The field manager the controller writes as.
+const MANAGER: &str = "deployment-controller";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+}
+
+struct Context {
+    client: kube::Client,
+}
+
+/// Runs the controller until `term` is cancelled.
+pub async fn run(client: kube::Client, term: CancellationToken) {
+    let deployments: Api<Deployment> = Api::all(client.clone());
+    let sets: Api<ReplicaSet> = Api::all(client.clone());
+    let context = Arc::new(Context { client });
+    let stop = term.clone();
+    Controller::new(deployments, watcher::Config::default())
+        .owns(sets, watcher::Config::default())
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "deployment reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn error_policy(_: Arc<Deployment>, error: &ReconcileError, _: Arc<Context>) -> Action {
+    tracing::debug!(error = %error, "deployment reconcile will be retried");
+    Action::requeue(Duration::from_millis(500))
+}
+
+fn conflict(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 409)
+}
+
+async fn reconcile(
+    deployment: Arc<Deployment>,
+    context: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let namespace = deployment.namespace().unwrap_or_default();
+    let uid = deployment.uid().unwrap_or_default();
+    let sets: Api<ReplicaSet> = Api::namespaced(context.client.clone(), &namespace);
+    let owned: Vec<ReplicaSet> = sets
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|set| {
+            set.owner_references().iter().any(|r| r.controller == Some(true) && r.uid == uid)
+        })
+        .collect();
+    let plan = plan::plan(&deployment, &owned, jiff::Timestamp::now())?;
+    let post = PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() };
+    if let Some(new_set) = &plan.create {
+        match sets.create(&post, new_set).await {
+            Ok(_) => {}
+            // Created by an earlier reconcile whose answer was lost: the next one sees it.
+            Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    for set in &plan.update {
+        // Conditional on the resourceVersion this reconcile read.
+        match sets.replace(&set.name_any(), &post, set).await {
+            Ok(_) => {}
+            Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    for name in &plan.delete {
+        let uid = owned.iter().find(|s| s.name_any() == *name).and_then(|s| s.uid());
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { uid, resource_version: None }),
+            ..DeleteParams::default()
+        };
+        match sets.delete(name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    if let Some(status) = plan.status {
+        let deployments: Api<Deployment> = Api::namespaced(context.client.clone(), &namespace);
+        let mut updated = (*deployment).clone();
+        updated.status = Some(status);
+        match deployments.replace_status(&deployment.name_any(), &post, &updated).await {
+            Ok(_) => {}
+            Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    // Progress deadlines come with no event: look again when one is due.
+    let recheck = plan
+        .recheck_after
+        .and_then(|after| Duration::try_from(after).ok())
+        .unwrap_or(Duration::from_secs(300));
+    Ok(Action::requeue(recheck))
+}
