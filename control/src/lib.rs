@@ -10,6 +10,8 @@ mod client;
 mod deployment;
 mod lease;
 mod replicaset;
+mod scheduler;
+mod scheduling;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,7 +60,8 @@ impl ControlPlane {
             async move {
                 tokio::join!(
                     replicaset::run(client.clone(), term.clone()),
-                    deployment::run(client, term),
+                    deployment::run(client.clone(), term.clone()),
+                    scheduling::run(client, term),
                 );
             }
         }));

@@ -95,6 +95,52 @@ async fn the_replicaset_controller_keeps_replicas_and_fails_over() -> anyhow::Re
     .await
     .map_err(|e| anyhow::anyhow!("{e} (was {ready:?})"))?;
 
+    eprintln!("--- nodes registered: the scheduler binds the pods; a pod too big for any node is reported");
+    let nodes = cluster.dir.join("nodes.yaml");
+    let node = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}, labels: {{kubernetes.io/hostname: {name}}}}}\nstatus:\n  capacity: {{cpu: '4', memory: 8Gi, pods: '110'}}\n  allocatable: {{cpu: '4', memory: 8Gi, pods: '110'}}\n  conditions: [{{type: Ready, status: 'True'}}]\n"
+        )
+    };
+    std::fs::write(&nodes, format!("{}---\n{}", node("node-a"), node("node-b")))?;
+    stdout_of(&cluster.kubectl(&[&first, "create", "-f", &nodes.display().to_string()])?)?;
+    let bound = || {
+        cluster
+            .kubectl(&[
+                &first,
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.nodeName}{\" \"}{end}",
+            ])
+            .ok()
+            .and_then(|o| stdout_of(&o).ok())
+            .map(|text| text.split_whitespace().filter(|n| n.starts_with("node-")).count())
+            .unwrap_or(0)
+    };
+    wait_until(Duration::from_secs(30), "3 pods bound to nodes", || async { bound() == 3 }).await?;
+    stdout_of(&cluster.kubectl(&[&first, "run", "huge", "--image=busybox", "--overrides", r#"{"spec":{"containers":[{"name":"huge","image":"busybox","resources":{"requests":{"cpu":"100"}}}]}}"#])?)?;
+    wait_until(Duration::from_secs(30), "a FailedScheduling event", || async {
+        cluster
+            .kubectl(&[
+                &first,
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=huge,reason=FailedScheduling",
+                "-o",
+                "jsonpath={.items[*].message}",
+            ])
+            .ok()
+            .and_then(|o| stdout_of(&o).ok())
+            .is_some_and(|message| {
+                message.starts_with("0/2 nodes are available: 2 Insufficient cpu.")
+            })
+    })
+    .await?;
+
     eprintln!("--- scaled to 1, two pods go");
     stdout_of(&cluster.kubectl(&[&first, "scale", "rs", "web", "--replicas=1"])?)?;
     wait_until(Duration::from_secs(30), "1 pod", || async {
