@@ -8,6 +8,7 @@
 
 mod client;
 mod deployment;
+mod gc;
 mod lease;
 mod replicaset;
 mod scheduler;
@@ -61,7 +62,8 @@ impl ControlPlane {
                 tokio::join!(
                     replicaset::run(client.clone(), term.clone()),
                     deployment::run(client.clone(), term.clone()),
-                    scheduling::run(client, term),
+                    scheduling::run(client.clone(), term.clone()),
+                    gc::run(client, term),
                 );
             }
         }));

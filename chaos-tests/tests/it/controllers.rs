@@ -1,5 +1,7 @@
-//! Leased controllers on `flotilla up --masters 3`: the ReplicaSet controller keeps the
-//! replica count, the lease shows who acts, and a killed holder's work moves to another master.
+//! Leased controllers on `flotilla up --masters 3`: the lease shows who acts; ReplicaSets keep
+//! their pods, the scheduler binds them to registered nodes (and reports what fits nowhere),
+//! a Deployment rolls out within maxSurge, the garbage collector follows deletions, and a
+//! killed lease holder's work moves to another master.
 
 use std::time::{Duration, Instant};
 
@@ -58,7 +60,7 @@ fn lease_holder(cluster: &Cluster, server: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_replicaset_controller_keeps_replicas_and_fails_over() -> anyhow::Result<()> {
+async fn controllers_keep_replicas_schedule_roll_out_collect_and_fail_over() -> anyhow::Result<()> {
     eprintln!("--- start a 3-master cluster");
     let cluster = Cluster::start(3)?;
     let first = format!("--server={}", cluster.members[0].api_url()?);
@@ -214,6 +216,30 @@ async fn the_replicaset_controller_keeps_replicas_and_fails_over() -> anyhow::Re
     stdout_of(&cluster.kubectl(&[&server, "scale", "rs", "web", "--replicas=4"])?)?;
     wait_until(Duration::from_secs(30), "4 pods after the failover", || async {
         active_pods(&cluster, &server).len() == 4
+    })
+    .await?;
+
+    eprintln!("--- deleting with --cascade=orphan keeps the pods, without their owner");
+    stdout_of(&cluster.kubectl(&[&server, "delete", "rs", "web", "--cascade=orphan"])?)?;
+    wait_until(Duration::from_secs(30), "4 orphaned pods", || async {
+        let owners = cluster
+            .kubectl(&[&server, "get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.name}={.metadata.ownerReferences[*].kind}{\" \"}{end}"])
+            .ok()
+            .and_then(|o| stdout_of(&o).ok())
+            .unwrap_or_default();
+        owners.split_whitespace().filter(|entry| entry.ends_with('=')).count() >= 4
+            && !owners.contains("=ReplicaSet")
+    })
+    .await?;
+
+    eprintln!("--- deleting a Deployment (background) takes its ReplicaSets with it");
+    stdout_of(&cluster.kubectl(&[&server, "delete", "deployment", "api"])?)?;
+    wait_until(Duration::from_secs(30), "no ReplicaSets of the deleted Deployment", || async {
+        cluster
+            .kubectl(&[&server, "get", "rs", "-l", "app=api", "-o", "name"])
+            .ok()
+            .and_then(|o| stdout_of(&o).ok())
+            .is_some_and(|names| names.trim().is_empty())
     })
     .await?;
     Ok(())
