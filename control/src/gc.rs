@@ -25,7 +25,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 /// How often a round runs.
-const ROUND: Duration = Duration::from_secs(1);
+const ROUND: Duration = Duration::from_secs(2);
 const FOREGROUND: &str = "foregroundDeletion";
 const ORPHAN: &str = "orphan";
 

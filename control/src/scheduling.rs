@@ -26,6 +26,9 @@ pub const SCHEDULER_NAME: &str = "default-scheduler";
 /// How many bindings are in flight at once.
 const BINDINGS_IN_FLIGHT: usize = 64;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// At most this many FailedScheduling events are written per round, so a flood of
+/// unschedulable pods cannot flood the store with events.
+const REPORTS_PER_ROUND: usize = 20;
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Keeps a store of `K` up to date and signals every change.
@@ -81,6 +84,8 @@ pub async fn run(client: kube::Client, term: CancellationToken) {
     let mut bound: HashSet<String> = HashSet::new();
     // Unschedulable pods: when to try again, and the next backoff.
     let mut backoff: HashMap<String, (Instant, Duration)> = HashMap::new();
+    // The last reason reported per unschedulable pod: an event is written when it changes.
+    let mut reported: HashMap<String, String> = HashMap::new();
     let mut node_count = 0;
     loop {
         tokio::select! {
@@ -96,9 +101,12 @@ pub async fn run(client: kube::Client, term: CancellationToken) {
             backoff.clear();
         }
         let pod_list: Vec<Arc<Pod>> = pods.state();
-        bound.retain(|uid| {
+        let still_pending = |uid: &String| {
             pod_list.iter().any(|p| p.uid().as_deref() == Some(uid) && is_pending(p))
-        });
+        };
+        bound.retain(|uid| still_pending(uid));
+        reported.retain(|uid, _| still_pending(uid));
+        let mut reports = 0;
         let now = Instant::now();
         let mut pending: Vec<&Arc<Pod>> = pod_list
             .iter()
@@ -128,8 +136,13 @@ pub async fn run(client: kube::Client, term: CancellationToken) {
                 Err(unschedulable) => {
                     let (_, last) = backoff.get(&uid).copied().unwrap_or((now, FIRST_BACKOFF / 2));
                     let next = (last * 2).min(MAX_BACKOFF);
-                    backoff.insert(uid, (now + next, next));
-                    report_unschedulable(&client, pod, &unschedulable.message).await;
+                    backoff.insert(uid.clone(), (now + next, next));
+                    let new_reason = reported.get(&uid) != Some(&unschedulable.message);
+                    if new_reason && reports < REPORTS_PER_ROUND {
+                        reports += 1;
+                        reported.insert(uid, unschedulable.message.clone());
+                        report_unschedulable(&client, pod, &unschedulable.message).await;
+                    }
                 }
             }
         }
