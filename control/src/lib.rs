@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod client;
+mod controller;
 mod deployment;
 mod gc;
 mod lease;

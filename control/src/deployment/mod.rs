@@ -11,13 +11,13 @@ mod plan;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use tokio_util::sync::CancellationToken;
+
+use crate::controller::{self, conflict, Context};
 
 /// The field manager the controller writes as.
 const MANAGER: &str = "deployment-controller";
@@ -30,35 +30,9 @@ pub enum ReconcileError {
     Plan(#[from] plan::PlanError),
 }
 
-struct Context {
-    client: kube::Client,
-}
-
 /// Runs the controller until `term` is cancelled.
 pub async fn run(client: kube::Client, term: CancellationToken) {
-    let deployments: Api<Deployment> = Api::all(client.clone());
-    let sets: Api<ReplicaSet> = Api::all(client.clone());
-    let context = Arc::new(Context { client });
-    let stop = term.clone();
-    Controller::new(deployments, watcher::Config::default())
-        .owns(sets, watcher::Config::default())
-        .graceful_shutdown_on(async move { stop.cancelled().await })
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                tracing::debug!(error = %err, "deployment reconcile failed");
-            }
-        })
-        .await;
-}
-
-fn error_policy(_: Arc<Deployment>, error: &ReconcileError, _: Arc<Context>) -> Action {
-    tracing::debug!(error = %error, "deployment reconcile will be retried");
-    Action::requeue(Duration::from_millis(500))
-}
-
-fn conflict(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(status) if status.code == 409)
+    controller::run::<Deployment, ReplicaSet, _, _>(client, term, "deployment", reconcile).await;
 }
 
 async fn reconcile(

@@ -12,15 +12,15 @@ mod plan;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+
+use crate::controller::{self, conflict, Context};
 
 /// The field manager the controller writes as.
 const MANAGER: &str = "replicaset-controller";
@@ -33,31 +33,9 @@ pub enum ReconcileError {
     Plan(#[from] plan::PlanError),
 }
 
-struct Context {
-    client: kube::Client,
-}
-
 /// Runs the controller until `term` is cancelled.
 pub async fn run(client: kube::Client, term: CancellationToken) {
-    let sets: Api<ReplicaSet> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
-    let context = Arc::new(Context { client });
-    let stop = term.clone();
-    Controller::new(sets, watcher::Config::default())
-        .owns(pods, watcher::Config::default())
-        .graceful_shutdown_on(async move { stop.cancelled().await })
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                tracing::debug!(error = %err, "replicaset reconcile failed");
-            }
-        })
-        .await;
-}
-
-fn error_policy(_set: Arc<ReplicaSet>, error: &ReconcileError, _context: Arc<Context>) -> Action {
-    tracing::debug!(error = %error, "replicaset reconcile will be retried");
-    Action::requeue(Duration::from_millis(500))
+    controller::run::<ReplicaSet, Pod, _, _>(client, term, "replicaset", reconcile).await;
 }
 
 async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -116,9 +94,7 @@ async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action
         // Conditional on the version this reconcile read: a stale view never overwrites.
         match sets.replace_status(&name, &post, &updated).await {
             Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                return Ok(Action::requeue(Duration::from_millis(100)))
-            }
+            Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
             Err(err) => return Err(err.into()),
         }
     }
