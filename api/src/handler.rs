@@ -125,11 +125,12 @@ impl<S: KvStore> Api<S> {
         cert_user: Option<User>,
     ) -> Result<Outcome, (ApiError, String, String, String)> {
         let (parts, body) = request.into_parts();
-        let verb = http_verb(&parts.method, &parts.uri);
+        let route = request::route(parts.uri.path());
+        let query = Query::parse(parts.uri.query());
+        let verb = http_verb(&parts.method, route.as_ref(), &query);
         let fail = |err: ApiError, resource: &str, user: &str| {
             (err, verb.clone(), resource.to_string(), user.to_string())
         };
-        let route = request::route(parts.uri.path());
         if route == Some(Route::Health) {
             let ready =
                 self.ready.load(Ordering::Acquire) || !parts.uri.path().starts_with("/readyz");
@@ -147,7 +148,6 @@ impl<S: KvStore> Api<S> {
         let name = user.name.clone();
         let accept = Accept::negotiate(header_str(&parts.headers, header::ACCEPT))
             .map_err(|e| fail(e, "", &name))?;
-        let query = Query::parse(parts.uri.query());
         let Some(route) = route else {
             return Err(fail(ApiError::NoRoute, "", &name));
         };
@@ -281,15 +281,12 @@ fn version_info() -> Value {
 }
 
 /// The verb as metrics label it: GET, LIST, WATCH, POST, PUT, PATCH, DELETE.
-fn http_verb(method: &Method, uri: &http::Uri) -> String {
-    let query = Query::parse(uri.query());
+fn http_verb(method: &Method, route: Option<&Route>, query: &Query) -> String {
     match *method {
         Method::GET if query.flag("watch") => "WATCH".into(),
         Method::GET => {
-            let is_collection = matches!(
-                request::route(uri.path()),
-                Some(Route::Resource(request::ResourcePath { name: None, .. }))
-            );
+            let is_collection =
+                matches!(route, Some(Route::Resource(request::ResourcePath { name: None, .. })));
             if is_collection {
                 "LIST".into()
             } else {

@@ -164,7 +164,7 @@ impl<S: KvStore> Objects<S> {
         Ok(response.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect())
     }
 
-    /// Lists keys under `prefix` from `start` (inclusive, a full key) at `revision` (0: now).
+    /// Lists and decodes the objects under `prefix` (see [`Objects::list_stored`]).
     pub async fn list(
         &self,
         prefix: &str,
@@ -173,21 +173,14 @@ impl<S: KvStore> Objects<S> {
         limit: i64,
         serializable: bool,
     ) -> Result<Page, ApiError> {
-        let mut range = KeyRange::prefix(prefix.as_bytes().to_vec());
-        if let Some(start) = start {
-            range.key = start.as_bytes().to_vec();
-        }
-        let mut request = RangeRequest::new(range);
-        request.revision = revision;
-        request.limit = limit.max(0);
-        request.serializable = serializable;
-        let response = self.store.range(request).await?;
-        let items = response.kvs.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        let remaining = (response.count - items.len() as i64).max(0);
-        Ok(Page { items, revision: response.revision, more: response.more, remaining })
+        let (kvs, revision, more, remaining) =
+            self.list_stored(prefix, start, revision, limit, serializable).await?;
+        let items = kvs.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, revision, more, remaining })
     }
 
-    /// Lists keys under `prefix` like [`Objects::list`], leaving the values as stored.
+    /// Lists keys under `prefix` from `start` (inclusive, a full key) at `revision` (0: now),
+    /// leaving the values as stored: (values, revision read at, more keys, keys remaining).
     pub async fn list_stored(
         &self,
         prefix: &str,
