@@ -80,7 +80,10 @@ pub async fn serve<S: KvStore>(
                     })?;
                     let meta = registry.openapi.patch_meta("autoscaling", "v1", "Scale");
                     let meta = meta.as_ref().map(|m| m as &dyn crate::patch::PatchMeta);
-                    crate::patch::apply_patch(patch_type, &current_scale, &body, meta)?
+                    // Patched without its resourceVersion, so one in the result is the client's.
+                    let mut base = current_scale.clone();
+                    meta::metadata_mut(&mut base).remove("resourceVersion");
+                    crate::patch::apply_patch(patch_type, &base, &body, meta)?
                 };
                 let pinned = meta::str_field(&wanted, &["metadata", "resourceVersion"])
                     .filter(|rv| !rv.is_empty());

@@ -247,9 +247,13 @@ impl<S: KvStore> Registry<S> {
         }
         for attempt in 0..RETRIES {
             let current = self.current(target, attempt).await?;
+            // Patched without its resourceVersion, so one in the result comes from the patch
+            // (a precondition the client asked for), never from the copy read.
+            let mut base = current.object.clone();
+            meta::metadata_mut(&mut base).remove("resourceVersion");
             let mut patched = patch::apply_patch(
                 patch_type,
-                &current.object,
+                &base,
                 body,
                 self.patch_meta(&target.resource).as_deref(),
             )?;

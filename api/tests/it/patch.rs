@@ -201,3 +201,35 @@ async fn server_side_apply_creates_tracks_owners_and_reports_conflicts() -> anyh
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn concurrent_patches_without_a_resource_version_all_land() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let admin = server.admin()?;
+    let collection = configmaps("default");
+    admin.post(&collection, &configmap("busy")).await?.expect(StatusCode::CREATED)?;
+    let path = format!("{collection}/busy");
+
+    // --- eight writers patch different keys at once; none names a resourceVersion, so each
+    // --- one is retried on the server until it lands, never answered with a conflict
+    let patches = (0..8).map(|i| {
+        let admin = admin.clone();
+        let path = path.clone();
+        async move {
+            let body = json!({ "data": { format!("key-{i}"): "v" } });
+            admin.patch(&path, "application/merge-patch+json", &body).await
+        }
+    });
+    for reply in futures::future::join_all(patches).await {
+        let reply = reply?;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    let stored = admin.get(&path).await?.expect(StatusCode::OK)?;
+    let landed = stored.json["data"]
+        .as_object()
+        .map(|data| data.keys().filter(|key| key.starts_with("key-")).count());
+    assert_eq!(landed, Some(8));
+
+    server.stop().await;
+    Ok(())
+}
