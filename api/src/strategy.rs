@@ -24,6 +24,12 @@ pub fn prepare_create(resource: &ResourceType, object: &mut Value) {
         ("", "Service") => {
             object["status"] = json!({ "loadBalancer": {} });
         }
+        ("batch", "Job") => {
+            if let Some(map) = object.as_object_mut() {
+                map.remove("status");
+            }
+            generate_job_selector(object);
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             if let Some(map) = object.as_object_mut() {
                 map.remove("status");
@@ -42,6 +48,42 @@ pub fn prepare_create(resource: &ResourceType, object: &mut Value) {
         _ => {}
     }
     crate::defaults::apply(resource, object);
+}
+
+/// Labels the Job controller finds its pods by: the new names and the legacy ones.
+const JOB_UID_LABELS: [&str; 2] = ["batch.kubernetes.io/controller-uid", "controller-uid"];
+const JOB_NAME_LABELS: [&str; 2] = ["batch.kubernetes.io/job-name", "job-name"];
+
+/// Gives a Job without `spec.manualSelector: true` the selector Kubernetes generates: its pod
+/// template is labelled with the Job's uid and name, and the selector matches the uid.
+fn generate_job_selector(job: &mut Value) {
+    if job.pointer("/spec/manualSelector") == Some(&Value::Bool(true)) {
+        return;
+    }
+    let uid = job.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
+    let name = job.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+    let Some(spec) = job.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let template = spec.entry("template").or_insert_with(|| json!({}));
+    if !template.is_object() {
+        return;
+    }
+    let metadata = template
+        .as_object_mut()
+        .map(|t| t.entry("metadata").or_insert_with(|| json!({})))
+        .filter(|m| m.is_object());
+    let labels = metadata
+        .and_then(|m| m.as_object_mut())
+        .map(|m| m.entry("labels").or_insert_with(|| json!({})))
+        .and_then(Value::as_object_mut);
+    if let Some(labels) = labels {
+        for key in JOB_UID_LABELS {
+            labels.insert(key.into(), uid.clone());
+        }
+        for key in JOB_NAME_LABELS {
+            labels.insert(key.into(), name.clone());
+        }
+    }
+    spec.insert("selector".into(), json!({ "matchLabels": { JOB_UID_LABELS[0]: uid } }));
 }
 
 /// Prepares an update of the main resource: the status is kept from the stored object where
@@ -135,6 +177,32 @@ mod tests {
             "Guaranteed"
         );
         assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "100m"}}))), "Burstable");
+    }
+
+    #[test]
+    fn jobs_get_a_generated_selector_unless_manual() {
+        let resource = crate::resources::builtin().into_iter().find(|r| r.kind == "Job").unwrap();
+        let mut job = json!({
+            "metadata": {"name": "pi", "uid": "u-1"},
+            "spec": {"template": {"spec": {"containers": [], "restartPolicy": "Never"}}},
+        });
+        prepare_create(&resource, &mut job);
+        assert_eq!(
+            job["spec"]["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}})
+        );
+        let labels = &job["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels["batch.kubernetes.io/job-name"], "pi");
+        assert_eq!(labels["controller-uid"], "u-1");
+
+        let mut manual = json!({
+            "metadata": {"name": "pi", "uid": "u-1"},
+            "spec": {"manualSelector": true, "selector": {"matchLabels": {"a": "b"}},
+                     "template": {"metadata": {"labels": {"a": "b"}}}},
+        });
+        prepare_create(&resource, &mut manual);
+        assert_eq!(manual["spec"]["selector"], json!({"matchLabels": {"a": "b"}}));
+        assert_eq!(manual["spec"]["template"]["metadata"]["labels"], json!({"a": "b"}));
     }
 
     #[test]

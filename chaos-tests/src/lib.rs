@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+pub mod bench;
 pub mod netns;
 
 /// Returns the flotilla binary to test.

@@ -9,6 +9,7 @@
 mod client;
 mod controller;
 mod deployment;
+mod events;
 mod gc;
 mod lease;
 mod replicaset;

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use k8s_openapi::api::core::v1::Pod;
 
 use filters::PodContext;
-pub use snapshot::Snapshot;
+pub use snapshot::{is_terminal, pod_key, Snapshot};
 
 /// Where the pod should run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,30 +28,69 @@ pub struct Unschedulable {
     pub message: String,
 }
 
+/// Picks a node for `pod`, or explains why none fits, examining every node.
+#[cfg(test)]
+pub fn schedule(snapshot: &Snapshot, pod: &Pod) -> Result<Placement, Unschedulable> {
+    schedule_from(snapshot, pod, 0).map(|decision| decision.placement)
+}
+
+/// A placement and how many nodes were filtered to find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub placement: Placement,
+    /// The caller starts the next pod's search this many nodes further on.
+    pub examined: usize,
+}
+
+/// How many feasible nodes to find before scoring, as kube-scheduler's adaptive
+/// `percentageOfNodesToScore` decides: all of a cluster under 100 nodes, otherwise
+/// 50% minus one point per 125 nodes (at least 5%), and never fewer than 100 nodes.
+pub fn feasible_nodes_to_find(nodes: usize) -> usize {
+    const MIN_NODES: usize = 100;
+    if nodes < MIN_NODES {
+        return nodes;
+    }
+    let percentage = 50usize.saturating_sub(nodes / 125).max(5);
+    (nodes * percentage / 100).max(MIN_NODES)
+}
+
 /// Picks a node for `pod`, or explains why none fits.
 ///
-/// All nodes are filtered and all feasible nodes scored (kube-scheduler samples a percentage of
-/// large clusters and rotates its start index; that state does not belong in a pure function).
-/// Ties on the total score go to the lexicographically smallest node name, where kube-scheduler
-/// picks one at random.
-pub fn schedule(snapshot: &Snapshot, pod: &Pod) -> Result<Placement, Unschedulable> {
+/// Nodes are filtered in name order starting at index `start` (wrapping), until
+/// [`feasible_nodes_to_find`] feasible nodes are found; those are scored. The caller rotates
+/// `start` by [`Decision::examined`] so successive pods see different nodes first, as
+/// kube-scheduler does. A pod that fits nowhere has every node examined, so its message counts
+/// all of them. Ties on the total score go to the first feasible node examined, where
+/// kube-scheduler picks one at random.
+pub fn schedule_from(
+    snapshot: &Snapshot,
+    pod: &Pod,
+    start: usize,
+) -> Result<Decision, Unschedulable> {
     let ctx = PodContext::new(snapshot, pod);
+    let node_count = snapshot.nodes.len();
+    let wanted = feasible_nodes_to_find(node_count);
     let mut feasible = Vec::new();
     let mut rejections = Vec::new();
-    for node in &snapshot.nodes {
+    let mut examined = 0;
+    for offset in 0..node_count {
+        if feasible.len() >= wanted {
+            break;
+        }
+        let node = &snapshot.nodes[(start + offset) % node_count];
+        examined += 1;
         match ctx.filter(node) {
             None => feasible.push(node),
             Some(r) => rejections.push(r),
         }
     }
     match feasible.len() {
-        0 => {
-            return Err(Unschedulable {
-                message: fit_error(snapshot.nodes.len(), pod, &rejections),
-            })
-        }
+        0 => return Err(Unschedulable { message: fit_error(node_count, pod, &rejections) }),
         // kube-scheduler skips scoring when only one node is feasible.
-        1 => return Ok(Placement { node: feasible[0].name.clone() }),
+        1 => {
+            let placement = Placement { node: feasible[0].name.clone() };
+            return Ok(Decision { placement, examined });
+        }
         _ => {}
     }
     let taint = scores::taint_toleration(&ctx, &feasible);
@@ -66,13 +105,13 @@ pub fn schedule(snapshot: &Snapshot, pod: &Pod) -> Result<Placement, Unschedulab
             + scores::WEIGHT_NODE_AFFINITY * node_aff[i]
             + scores::WEIGHT_INTER_POD * inter[i]
             + scores::WEIGHT_SPREAD * spread[i];
-        // Nodes are scanned in name order, so keeping the first maximum breaks ties by name.
+        // Keeping the first maximum breaks ties by the order nodes were examined in.
         if best.is_none_or(|(s, _)| total > s) {
             best = Some((total, &node.name));
         }
     }
     let node = best.map(|(_, n)| n.to_string()).unwrap_or_default();
-    Ok(Placement { node })
+    Ok(Decision { placement: Placement { node }, examined })
 }
 
 /// `"<count> <reason>"` entries sorted as Go's `sort.Strings` sorts them.

@@ -219,7 +219,7 @@ pub(crate) struct PodInfo {
     pub preferred_anti: Vec<(i32, AffinityTerm)>,
 }
 
-pub(crate) fn pod_key(pod: &Pod) -> String {
+pub fn pod_key(pod: &Pod) -> String {
     format!(
         "{}/{}",
         pod.metadata.namespace.as_deref().unwrap_or("default"),
@@ -384,7 +384,8 @@ pub struct Snapshot {
     pub(crate) pods_with_affinity: usize,
 }
 
-fn is_terminal(pod: &Pod) -> bool {
+/// Whether the pod has finished (`Succeeded` or `Failed`): it no longer uses its node.
+pub fn is_terminal(pod: &Pod) -> bool {
     matches!(
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded") | Some("Failed")
@@ -393,6 +394,7 @@ fn is_terminal(pod: &Pod) -> bool {
 
 impl Snapshot {
     /// Builds a snapshot; pods with `spec.nodeName` set count on that node, terminal pods don't.
+    #[cfg(test)]
     pub fn new(nodes: Vec<Node>, pods: Vec<Pod>) -> Snapshot {
         let mut s = Snapshot::default();
         for n in nodes {
@@ -423,7 +425,12 @@ impl Snapshot {
 
     /// Forgets `pod` (by namespace/name) wherever it was bound.
     pub fn remove_pod(&mut self, pod: &Pod) {
-        let key = pod_key(pod);
+        self.remove_pod_key(&pod_key(pod));
+    }
+
+    /// Forgets the pod with key `namespace/name` wherever it was bound.
+    pub fn remove_pod_key(&mut self, key: &str) {
+        let key = key.to_string();
         let Some(node) = self.pod_node.remove(&key) else { return };
         let removed = match self.index.get(&node) {
             Some(&i) => {
@@ -473,7 +480,6 @@ impl Snapshot {
     }
 
     /// Removes a node; its pods are kept as orphans until the node returns or they are removed.
-    #[cfg(test)]
     pub fn remove_node(&mut self, name: &str) {
         let Some(i) = self.index.remove(name) else { return };
         let info = self.nodes.remove(i);
@@ -483,9 +489,18 @@ impl Snapshot {
         }
     }
 
+    /// The names of the nodes.
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// The keys (`namespace/name`) of the pods counted on nodes.
+    pub fn pod_keys(&self) -> Vec<String> {
+        self.pod_node.keys().cloned().collect()
+    }
+
     /// Number of nodes.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub fn node_count(&self) -> usize {
         self.nodes.len()
     }
 

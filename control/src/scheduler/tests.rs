@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
 
 use super::quantity::{milli, value};
-use super::{schedule, Snapshot};
+use super::{feasible_nodes_to_find, schedule, schedule_from, Snapshot};
 
 /// Merges `extra` into `base` (objects recursively, anything else replaced).
 fn merge(base: &mut Value, extra: Value) {
@@ -441,7 +441,7 @@ fn accounting_follows_add_and_remove() {
     s.upsert_node(node("b", "2", "4Gi", json!({})));
     assert_eq!(s.requested("b"), Some((1000, 0, 1)));
     s.remove_node("a");
-    assert_eq!((s.len(), s.requested("a")), (1, None));
+    assert_eq!((s.node_count(), s.requested("a")), (1, None));
     s.upsert_node(node("a", "2", "4Gi", json!({})));
     assert_eq!(s.requested("a"), Some((1000, 0, 1)));
 }
@@ -503,7 +503,13 @@ fn inter_pod_rejections_are_reported() {
 }
 
 #[test]
-fn schedules_1000_pods_on_5000_nodes() {
+fn large_clusters_are_sampled_and_rotated() {
+    assert_eq!(feasible_nodes_to_find(50), 50);
+    assert_eq!(feasible_nodes_to_find(200), 100);
+    assert_eq!(feasible_nodes_to_find(1000), 420);
+    assert_eq!(feasible_nodes_to_find(5000), 500);
+    assert_eq!(feasible_nodes_to_find(100_000), 5000);
+
     let nodes: Vec<Node> = (0..5000)
         .map(|i| {
             node(
@@ -518,10 +524,22 @@ fn schedules_1000_pods_on_5000_nodes() {
     let pods: Vec<Pod> =
         (0..1000).map(|i| pod(&format!("p{i}"), "250m", "512Mi", json!({}))).collect();
     let start = Instant::now();
+    let mut next = 0;
     for p in &pods {
-        let node = schedule(&s, p).unwrap().node;
-        s.add_pod(p, &node);
+        let decision = schedule_from(&s, p, next).unwrap();
+        assert_eq!(decision.examined, 500, "filtering stops at the sample size");
+        next = (next + decision.examined) % 5000;
+        s.add_pod(p, &decision.placement.node);
     }
     let elapsed = start.elapsed();
     println!("1000 pods x 5000 nodes: {elapsed:?} ({:.0} pods/s)", 1000.0 / elapsed.as_secs_f64());
+    let per_node: Vec<usize> =
+        (0..5000).map(|i| s.requested(&format!("node-{i:05}")).unwrap().2).collect();
+    assert_eq!(per_node.iter().sum::<usize>(), 1000);
+    assert_eq!(per_node.iter().max(), Some(&1), "rotation spreads pods over the whole cluster");
+
+    // A pod that fits nowhere is checked against every node, so its message counts them all.
+    let huge = pod("huge", "64", "1Gi", json!({}));
+    let err = schedule_from(&s, &huge, next).unwrap_err();
+    assert!(err.message.starts_with("0/5000 nodes are available: 5000 Insufficient cpu."), "{err}");
 }
