@@ -358,20 +358,36 @@ pub fn watch_response(
     let state = (stream, resource, true);
     let events = futures::stream::unfold(state, move |(mut stream, resource, first)| async move {
         let event = stream.next().await?;
-        let object = match (accept.shape, event.kind) {
-            (Shape::Table, "ADDED" | "MODIFIED" | "DELETED") => {
-                let metadata = json!({ "resourceVersion": event.object.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null) });
-                render::table(&resource, vec![event.object.clone()], metadata, include, first)
+        let kind = event.kind;
+        let object_event = matches!(kind, "ADDED" | "MODIFIED" | "DELETED");
+        let mut line = Vec::new();
+        let written = match accept.shape {
+            Shape::Table | Shape::Metadata if object_event => {
+                event.object.into_value().map(|object| {
+                    let object = if accept.shape == Shape::Table {
+                        let version = object.pointer("/metadata/resourceVersion").cloned();
+                        let metadata = json!({ "resourceVersion": version.unwrap_or(Value::Null) });
+                        render::table(&resource, vec![object], metadata, include, first)
+                    } else {
+                        render::partial_metadata(&object)
+                    };
+                    line = negotiate::encode(
+                        &json!({ "type": kind, "object": object }),
+                        Encoding::Json,
+                    );
+                })
             }
-            (Shape::Metadata, "ADDED" | "MODIFIED" | "DELETED") => {
-                render::partial_metadata(&event.object)
-            }
-            _ => event.object.clone(),
+            _ => event.write_json(&mut line),
         };
-        let mut line =
-            negotiate::encode(&json!({ "type": event.kind, "object": object }), Encoding::Json);
+        if let Err(err) = written {
+            tracing::warn!(error = %err, "a watch event could not be encoded");
+            line = negotiate::encode(
+                &json!({ "type": "ERROR", "object": err.status() }),
+                Encoding::Json,
+            );
+        }
         line.push(b'\n');
-        let first = first && !matches!(event.kind, "ADDED" | "MODIFIED" | "DELETED");
+        let first = first && !object_event;
         Some((Ok::<_, Infallible>(Frame::data(Bytes::from(line))), (stream, resource, first)))
     });
     let mut response = Response::new(StreamBody::new(events.boxed()).boxed_unsync());

@@ -1,5 +1,6 @@
-//! What every controller shares: a kube-runtime controller over a parent kind that owns a
-//! child kind, run until its lease term ends, with failed reconciles retried shortly.
+//! What every controller shares: a kube-runtime controller over a parent kind that owns child
+//! kinds, run until its lease term ends, with failed reconciles retried shortly, and the
+//! conditional writes reconciles make.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -7,27 +8,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::Api;
+use kube::api::{Api, DeleteParams, PatchParams, PostParams, Preconditions, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::Resource;
 use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::events::Recorder;
 
 /// How soon a failed reconcile is tried again.
 const RETRY: Duration = Duration::from_millis(500);
 
-/// The API client a reconcile writes with.
-pub struct Context {
+/// What a reconcile works with: the API client it writes with, the recorder of its events,
+/// and whatever else its controller keeps (`state`, e.g. a cache of nodes).
+pub struct Context<State = ()> {
     pub client: kube::Client,
+    pub recorder: Recorder,
+    /// The field manager and event source the controller writes as.
+    pub manager: &'static str,
+    pub state: State,
 }
 
 /// Runs `reconcile` for every `Parent`, triggered by changes to it and to the `Child`
-/// objects it controls, until `term` is cancelled. `name` labels the logs.
+/// objects it controls, until `term` is cancelled. `manager` names the controller in logs,
+/// field managers and events (e.g. `replicaset-controller`).
 pub async fn run<Parent, Child, F, E>(
     client: kube::Client,
     term: CancellationToken,
-    name: &'static str,
+    manager: &'static str,
     reconcile: fn(Arc<Parent>, Arc<Context>) -> F,
 ) where
     Parent: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -35,16 +46,36 @@ pub async fn run<Parent, Child, F, E>(
     F: Future<Output = Result<Action, E>> + Send + 'static,
     E: std::error::Error + Send + 'static,
 {
-    let parents: Api<Parent> = Api::all(client.clone());
     let children: Api<Child> = Api::all(client.clone());
-    let context = Arc::new(Context { client });
+    let owns = move |c: Controller<Parent>| c.owns(children, watcher::Config::default());
+    run_with(client, term, manager, reconcile, owns, ()).await;
+}
+
+/// As [`run`], with the watches of owned (or otherwise related) kinds added by `owns` and
+/// `state` handed to every reconcile in its [`Context`].
+pub async fn run_with<Parent, State, F, E>(
+    client: kube::Client,
+    term: CancellationToken,
+    manager: &'static str,
+    reconcile: fn(Arc<Parent>, Arc<Context<State>>) -> F,
+    owns: impl FnOnce(Controller<Parent>) -> Controller<Parent>,
+    state: State,
+) where
+    Parent: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    State: Send + Sync + 'static,
+    F: Future<Output = Result<Action, E>> + Send + 'static,
+    E: std::error::Error + Send + 'static,
+{
+    let name = manager;
+    let parents: Api<Parent> = Api::all(client.clone());
+    let recorder = Recorder::new(client.clone(), manager);
+    let context = Arc::new(Context { client, recorder, manager, state });
     let stop = term.clone();
-    let error_policy = move |_: Arc<Parent>, error: &E, _: Arc<Context>| {
+    let error_policy = move |_: Arc<Parent>, error: &E, _: Arc<Context<State>>| {
         tracing::debug!(controller = name, error = %error, "reconcile will be retried");
         Action::requeue(RETRY)
     };
-    Controller::new(parents, watcher::Config::default())
-        .owns(children, watcher::Config::default())
+    owns(Controller::new(parents, watcher::Config::default()))
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -58,4 +89,82 @@ pub async fn run<Parent, Child, F, E>(
 /// Whether an API error is a 409: someone else changed the object first.
 pub fn conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 409)
+}
+
+/// Whether an API error is a 404: the object is gone.
+pub fn not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 404)
+}
+
+/// Whether an API error says the object to create exists already.
+pub fn already_exists(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409 && status.reason == "AlreadyExists")
+}
+
+/// Reconcile again shortly: a conditional write lost a race and the next read will see why.
+pub fn soon() -> Action {
+    Action::requeue(Duration::from_millis(100))
+}
+
+/// Reconcile again after `after` (from a plan), or after five minutes without one.
+pub fn recheck(after: Option<jiff::SignedDuration>) -> Action {
+    let after = after.and_then(|after| Duration::try_from(after).ok());
+    Action::requeue(after.unwrap_or(Duration::from_secs(300)))
+}
+
+impl<State> Context<State> {
+    /// Create parameters naming the controller as field manager.
+    pub fn post(&self) -> PostParams {
+        PostParams { field_manager: Some(self.manager.into()), ..PostParams::default() }
+    }
+
+    /// Patch parameters naming the controller as field manager.
+    pub fn patch(&self) -> PatchParams {
+        PatchParams { field_manager: Some(self.manager.into()), ..PatchParams::default() }
+    }
+}
+
+/// Deletes `name` only if its uid is still `uid`, with `propagation` (`Background`,
+/// `Foreground`, `Orphan`) when given. Returns whether this call deleted it: a missing object,
+/// or one replaced under the same name (uid precondition failed), counts as nothing to do.
+pub async fn delete_if_uid<K>(
+    api: &Api<K>,
+    name: &str,
+    uid: Option<String>,
+    propagation: Option<PropagationPolicy>,
+) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let params = DeleteParams {
+        preconditions: Some(Preconditions { uid, resource_version: None }),
+        propagation_policy: propagation,
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(true),
+        Err(err) if not_found(&err) || conflict(&err) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// A cache of every `K`, kept current by a watch until `term` ends; `changed` (when given) is
+/// notified on every event.
+pub fn cache<K>(api: Api<K>, term: CancellationToken, changed: Option<Arc<Notify>>) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let events = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .take_until(async move { term.cancelled().await });
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while events.next().await.is_some() {
+            if let Some(changed) = &changed {
+                changed.notify_one();
+            }
+        }
+    });
+    store
 }

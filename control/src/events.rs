@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::api::core::v1::Event as CoreEvent;
+use k8s_openapi::api::core::v1::{EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
@@ -30,6 +31,27 @@ impl EventType {
             EventType::Normal => "Normal",
             EventType::Warning => "Warning",
         }
+    }
+}
+
+/// An event a plan asks its caller to record on the object it planned for, with the type,
+/// reason and message Kubernetes' controllers use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub type_: EventType,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Event {
+    /// A `Normal` event.
+    pub fn normal(reason: &str, message: impl Into<String>) -> Event {
+        Event { type_: EventType::Normal, reason: reason.to_owned(), message: message.into() }
+    }
+
+    /// A `Warning` event.
+    pub fn warning(reason: &str, message: impl Into<String>) -> Event {
+        Event { type_: EventType::Warning, reason: reason.to_owned(), message: message.into() }
     }
 }
 
@@ -104,7 +126,7 @@ impl Recorder {
     }
 
     async fn bump(&self, series: Series, now: &Time) -> Result<Series, kube::Error> {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &series.namespace);
+        let events: Api<CoreEvent> = Api::namespaced(self.client.clone(), &series.namespace);
         let count = series.count + 1;
         let patch = json!({ "count": count, "lastTimestamp": now });
         events.patch(&series.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
@@ -121,7 +143,7 @@ impl Recorder {
     ) -> Result<Series, kube::Error> {
         let namespace = involved.namespace.clone().unwrap_or_else(|| "default".into());
         let object = involved.name.clone().unwrap_or_default();
-        let event = Event {
+        let event = CoreEvent {
             metadata: ObjectMeta {
                 name: Some(format!("{object}.{:x}", now.0.as_nanosecond())),
                 namespace: Some(namespace.clone()),
@@ -136,9 +158,9 @@ impl Recorder {
             last_timestamp: Some(now),
             count: Some(1),
             reporting_component: Some(self.component.into()),
-            ..Event::default()
+            ..CoreEvent::default()
         };
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let events: Api<CoreEvent> = Api::namespaced(self.client.clone(), &namespace);
         let created = events.create(&PostParams::default(), &event).await?;
         Ok(Series { namespace, name: created.name_any(), count: 1 })
     }

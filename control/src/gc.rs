@@ -2,96 +2,145 @@
 //! deletes the dependents of owners deleted in the foreground before releasing them, and
 //! unhooks the dependents of owners deleted with orphaning.
 //!
-//! It works by rounds over the kinds controllers create (pods, ReplicaSets, ControllerRevisions,
-//! Jobs) and the kinds that own them; an owner is looked up live by name before a dependent is
-//! deleted, and its uid must match, so a stale view never deletes anything. Every write is
-//! conditional (uid preconditions on deletes, resourceVersion on ownerReference and finalizer
-//! edits).
+//! It keeps watch caches of the kinds controllers create and the kinds that own them, and
+//! runs a round over those caches whenever they change (at most every [`ROUND`]). The caches
+//! decide only what to look at: before a dependent is deleted because its owner is missing
+//! from the cache, the owner is looked up live by name and its uid compared, so a lagging cache
+//! never deletes anything. Every write is conditional (uid preconditions on deletes,
+//! resourceVersion on ownerReference and finalizer edits).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions,
-};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use serde_json::json;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// How often a round runs.
-const ROUND: Duration = Duration::from_secs(2);
+use crate::controller::{conflict, not_found};
+
+/// The shortest time between two rounds.
+const ROUND: Duration = Duration::from_secs(1);
+/// A round runs at least this often, changes or not.
+const RESYNC: Duration = Duration::from_secs(30);
 const FOREGROUND: &str = "foregroundDeletion";
 const ORPHAN: &str = "orphan";
 
-/// The kinds scanned as dependents, then the kinds that may own them (dependents included).
-fn dependents() -> Vec<ApiResource> {
+/// Every kind the collector watches: the kinds controllers create (dependents) and the kinds
+/// that own them. An owner of a kind not listed is assumed alive.
+fn kinds() -> Vec<ApiResource> {
     vec![
         ApiResource::erase::<Pod>(&()),
         ApiResource::erase::<ReplicaSet>(&()),
         ApiResource::erase::<ControllerRevision>(&()),
         ApiResource::erase::<Job>(&()),
+        ApiResource::erase::<PersistentVolumeClaim>(&()),
+        ApiResource::erase::<EndpointSlice>(&()),
+        ApiResource::erase::<Deployment>(&()),
+        ApiResource::erase::<StatefulSet>(&()),
+        ApiResource::erase::<DaemonSet>(&()),
+        ApiResource::erase::<CronJob>(&()),
+        ApiResource::erase::<Service>(&()),
     ]
 }
 
-fn owners() -> Vec<ApiResource> {
-    vec![
-        ApiResource::erase::<Deployment>(&()),
-        ApiResource::erase::<ReplicaSet>(&()),
-        ApiResource::erase::<StatefulSet>(&()),
-        ApiResource::erase::<DaemonSet>(&()),
-        ApiResource::erase::<Job>(&()),
-        ApiResource::erase::<CronJob>(&()),
-    ]
+/// A cache of one kind.
+struct Cache {
+    resource: ApiResource,
+    store: Store<DynamicObject>,
+}
+
+fn cache(
+    client: &kube::Client,
+    resource: ApiResource,
+    changed: Arc<Notify>,
+    term: CancellationToken,
+) -> Cache {
+    let writer = reflector::store::Writer::new(resource.clone());
+    let store = writer.as_reader();
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let events = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .take_until(async move { term.cancelled().await });
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while events.next().await.is_some() {
+            changed.notify_one();
+        }
+    });
+    Cache { resource, store }
 }
 
 /// Runs rounds until `term` is cancelled.
 pub async fn run(client: kube::Client, term: CancellationToken) {
+    let changed = Arc::new(Notify::new());
+    let caches: Vec<Cache> = kinds()
+        .into_iter()
+        .map(|resource| cache(&client, resource, changed.clone(), term.clone()))
+        .collect();
+    for cache in &caches {
+        tokio::select! {
+            _ = term.cancelled() => return,
+            ready = cache.store.wait_until_ready() => if ready.is_err() { return },
+        }
+    }
     loop {
-        if let Err(err) = round(&client).await {
+        if let Err(err) = round(&client, &caches).await {
             tracing::debug!(error = %err, "garbage collection round failed");
         }
         tokio::select! {
             biased;
             _ = term.cancelled() => return,
-            _ = tokio::time::sleep(ROUND) => {}
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(RESYNC) => {}
         }
+        tokio::time::sleep(ROUND).await;
     }
 }
 
-/// What is known of an owner this round: its uid if it exists.
-type Owners = HashMap<(String, String, String), Option<String>>;
+/// Owner lookups made live during one round: (namespace, kind, name) → uid if it exists.
+type Lookups = HashMap<(String, String, String), Option<String>>;
 
-async fn round(client: &kube::Client) -> Result<(), kube::Error> {
-    let mut known: Owners = HashMap::new();
-    let mut all: Vec<(ApiResource, DynamicObject)> = Vec::new();
-    for resource in dependents() {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        all.extend(
-            api.list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .map(|o| (resource.clone(), o)),
-        );
+async fn round(client: &kube::Client, caches: &[Cache]) -> Result<(), kube::Error> {
+    let all: Vec<(&ApiResource, Arc<DynamicObject>)> = caches
+        .iter()
+        .flat_map(|cache| cache.store.state().into_iter().map(move |o| (&cache.resource, o)))
+        .collect();
+    let cached_uids: HashSet<String> = all.iter().filter_map(|(_, o)| o.uid()).collect();
+    let mut dependents_of: BTreeMap<String, Vec<(&ApiResource, &DynamicObject)>> = BTreeMap::new();
+    for (resource, object) in &all {
+        for reference in object.owner_references() {
+            dependents_of.entry(reference.uid.clone()).or_default().push((resource, object));
+        }
     }
+    let mut lookups = Lookups::new();
+
     // Background: a dependent all of whose owners are gone goes too.
     for (resource, object) in &all {
         let references = object.owner_references();
         if references.is_empty() || object.metadata.deletion_timestamp.is_some() {
             continue;
         }
+        if references.iter().any(|r| cached_uids.contains(&r.uid)) {
+            continue;
+        }
         let namespace = object.namespace().unwrap_or_default();
         let mut alive = false;
         for reference in references {
-            if owner_uid(client, &mut known, &namespace, reference).await?.as_deref()
-                == Some(&reference.uid)
-            {
+            let uid = owner_uid(client, &mut lookups, &namespace, reference).await?;
+            if uid.as_deref() == Some(&reference.uid) {
                 alive = true;
                 break;
             }
@@ -101,37 +150,38 @@ async fn round(client: &kube::Client) -> Result<(), kube::Error> {
             delete(client, resource, object, "Background").await?;
         }
     }
-    // Owners deleted in the foreground or with orphaning.
-    for resource in owners() {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        for owner in api.list(&ListParams::default()).await?.items {
-            if owner.metadata.deletion_timestamp.is_none() {
-                continue;
+
+    // Objects deleted in the foreground or with orphaning, whatever their kind.
+    for (resource, object) in &all {
+        if object.metadata.deletion_timestamp.is_none() {
+            continue;
+        }
+        let finalizers = object.finalizers();
+        let uid = object.uid().unwrap_or_default();
+        let mine = dependents_of.get(&uid).map(Vec::as_slice).unwrap_or_default();
+        if finalizers.iter().any(|f| f == ORPHAN) {
+            let mut unhooked = true;
+            for (dependent_resource, dependent) in mine {
+                unhooked &= unhook(client, dependent_resource, dependent, &uid).await?;
             }
-            let finalizers = owner.finalizers().to_vec();
-            let uid = owner.uid().unwrap_or_default();
-            let mine: Vec<&(ApiResource, DynamicObject)> = all
-                .iter()
-                .filter(|(_, o)| o.owner_references().iter().any(|r| r.uid == uid))
-                .collect();
-            if finalizers.iter().any(|f| f == ORPHAN) {
-                let mut unhooked = true;
-                for (dependent_resource, dependent) in &mine {
-                    unhooked &= unhook(client, dependent_resource, dependent, &uid).await?;
-                }
-                // Released only once no dependent points at it: a dependent still pointing at
-                // a gone owner would be collected.
-                if unhooked {
-                    release(client, &resource, &owner, ORPHAN).await?;
-                }
-            } else if finalizers.iter().any(|f| f == FOREGROUND) {
-                if mine.is_empty() {
-                    release(client, &resource, &owner, FOREGROUND).await?;
-                }
-                for (dependent_resource, dependent) in mine {
-                    if dependent.metadata.deletion_timestamp.is_none() {
-                        delete(client, dependent_resource, dependent, "Foreground").await?;
-                    }
+            // Released only once no dependent points at it: a dependent still pointing at a
+            // gone owner would be collected.
+            if unhooked {
+                release(client, resource, object, ORPHAN).await?;
+            }
+        } else if finalizers.iter().any(|f| f == FOREGROUND) {
+            // Only dependents that block their owner's deletion keep it waiting.
+            let blocking = mine.iter().filter(|(_, d)| {
+                d.owner_references()
+                    .iter()
+                    .any(|r| r.uid == uid && r.block_owner_deletion == Some(true))
+            });
+            if blocking.clone().next().is_none() {
+                release(client, resource, object, FOREGROUND).await?;
+            }
+            for (dependent_resource, dependent) in mine {
+                if dependent.metadata.deletion_timestamp.is_none() {
+                    delete(client, dependent_resource, dependent, "Foreground").await?;
                 }
             }
         }
@@ -142,15 +192,15 @@ async fn round(client: &kube::Client) -> Result<(), kube::Error> {
 /// The uid of the owner a reference names, looked up live once per round.
 async fn owner_uid(
     client: &kube::Client,
-    known: &mut Owners,
+    lookups: &mut Lookups,
     namespace: &str,
     reference: &OwnerReference,
 ) -> Result<Option<String>, kube::Error> {
     let key = (namespace.to_string(), reference.kind.clone(), reference.name.clone());
-    if let Some(uid) = known.get(&key) {
+    if let Some(uid) = lookups.get(&key) {
         return Ok(uid.clone());
     }
-    let Some(resource) = owners()
+    let Some(resource) = kinds()
         .into_iter()
         .find(|r| r.kind == reference.kind && r.api_version == reference.api_version)
     else {
@@ -159,7 +209,7 @@ async fn owner_uid(
     };
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
     let uid = api.get_opt(&reference.name).await?.and_then(|owner| owner.uid());
-    known.insert(key, uid.clone());
+    lookups.insert(key, uid.clone());
     Ok(uid)
 }
 
@@ -182,7 +232,7 @@ async fn delete(
     });
     match api.delete(&object.name_any(), &params).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(err) if not_found(&err) || conflict(&err) => Ok(()),
         Err(err) => Err(err),
     }
 }
@@ -202,27 +252,27 @@ async fn unhook(
     let patch = json!({ "metadata": { "resourceVersion": object.resource_version(), "ownerReferences": kept } });
     match api.patch(&object.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
         Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(err) if not_found(&err) => Ok(true),
+        Err(err) if conflict(&err) => Ok(false),
         Err(err) => Err(err),
     }
 }
 
-/// Removes a finalizer this collector handled from an owner.
+/// Removes a finalizer this collector handled.
 async fn release(
     client: &kube::Client,
     resource: &ApiResource,
-    owner: &DynamicObject,
+    object: &DynamicObject,
     finalizer: &str,
 ) -> Result<(), kube::Error> {
     let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &owner.namespace().unwrap_or_default(), resource);
-    let kept: Vec<&String> = owner.finalizers().iter().filter(|f| *f != finalizer).collect();
+        Api::namespaced_with(client.clone(), &object.namespace().unwrap_or_default(), resource);
+    let kept: Vec<&String> = object.finalizers().iter().filter(|f| *f != finalizer).collect();
     let patch =
-        json!({ "metadata": { "resourceVersion": owner.resource_version(), "finalizers": kept } });
-    match api.patch(&owner.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        json!({ "metadata": { "resourceVersion": object.resource_version(), "finalizers": kept } });
+    match api.patch(&object.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(err) if not_found(&err) || conflict(&err) => Ok(()),
         Err(err) => Err(err),
     }
 }

@@ -8,13 +8,24 @@
 
 mod client;
 mod controller;
+mod cronjob;
+mod daemonset;
 mod deployment;
+mod endpoints;
 mod events;
 mod gc;
+mod history;
+mod job;
 mod lease;
+mod nodes;
+mod quantity;
 mod replicaset;
 mod scheduler;
 mod scheduling;
+mod selector;
+mod serviceaccounts;
+mod statefulset;
+mod volumes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,6 +74,13 @@ impl ControlPlane {
             async move {
                 tokio::join!(
                     replicaset::run(client.clone(), term.clone()),
+                    statefulset::run(client.clone(), term.clone()),
+                    daemonset::run(client.clone(), term.clone()),
+                    job::run(client.clone(), term.clone()),
+                    cronjob::run(client.clone(), term.clone()),
+                    endpoints::run(client.clone(), term.clone()),
+                    volumes::run(client.clone(), term.clone()),
+                    serviceaccounts::run(client.clone(), term.clone()),
                     deployment::run(client.clone(), term.clone()),
                     scheduling::run(client.clone(), term.clone()),
                     gc::run(client, term),

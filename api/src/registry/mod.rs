@@ -15,7 +15,7 @@ use serde_json::Value;
 
 pub use delete::{DeleteOptions, Propagation};
 pub use list::{EncodedList, Filter, ListOptions, ListResult};
-pub use watch::{WatchEvent, WatchOptions, WatchStream};
+pub use watch::{WatchEvent, WatchObject, WatchOptions, WatchStream};
 pub use write::{FieldValidation, Part, WriteOptions, Written};
 
 use crate::allocate::ServiceRanges;

@@ -55,12 +55,58 @@ impl WatchOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WatchEvent {
     pub kind: &'static str,
-    pub object: Value,
+    pub object: WatchObject,
+}
+
+/// An event's object: decoded, or still the stored bytes (a watch without selectors passes
+/// objects through without decoding them, since every watcher would decode each one).
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchObject {
+    Decoded(Value),
+    /// The stored JSON of an object and the resourceVersion to stamp on it.
+    Stored {
+        raw: Vec<u8>,
+        revision: i64,
+    },
+}
+
+impl WatchObject {
+    /// The object as a JSON value (decoding stored bytes).
+    pub fn into_value(self) -> Result<Value, ApiError> {
+        match self {
+            WatchObject::Decoded(value) => Ok(value),
+            WatchObject::Stored { raw, revision } => {
+                let mut object: Value = serde_json::from_slice(&raw).map_err(|err| {
+                    ApiError::Internal(format!("a stored object is not valid JSON: {err}"))
+                })?;
+                storage::set_resource_version(&mut object, revision);
+                Ok(object)
+            }
+        }
+    }
 }
 
 impl WatchEvent {
-    pub fn to_json(&self) -> Value {
-        json!({ "type": self.kind, "object": self.object })
+    fn decoded(kind: &'static str, object: Value) -> WatchEvent {
+        WatchEvent { kind, object: WatchObject::Decoded(object) }
+    }
+
+    /// Writes the event as one JSON document (without the trailing newline).
+    pub fn write_json(self, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(self.kind.as_bytes());
+        out.extend_from_slice(b"\",\"object\":");
+        match self.object {
+            WatchObject::Decoded(value) => {
+                serde_json::to_writer(&mut *out, &value)
+                    .map_err(|err| ApiError::Internal(err.to_string()))?;
+            }
+            WatchObject::Stored { raw, revision } => {
+                storage::write_with_revision(&raw, revision, out)?;
+            }
+        }
+        out.push(b'}');
+        Ok(())
     }
 }
 
@@ -114,17 +160,14 @@ impl<S: KvStore> Registry<S> {
                 };
                 let listed = self.list(resource, namespace, &list).await?;
                 stream.pending.extend(
-                    listed
-                        .items
-                        .into_iter()
-                        .map(|s| WatchEvent { kind: "ADDED", object: s.object }),
+                    listed.items.into_iter().map(|s| WatchEvent::decoded("ADDED", s.object)),
                 );
                 stream.last_revision = listed.revision;
                 if options.send_initial_events {
-                    let mut bookmark = stream.bookmark(listed.revision);
-                    bookmark.object["metadata"]["annotations"] =
+                    let mut bookmark = stream.bookmark_object(listed.revision);
+                    bookmark["metadata"]["annotations"] =
                         json!({ "k8s.io/initial-events-end": "true" });
-                    stream.pending.push_back(bookmark);
+                    stream.pending.push_back(WatchEvent::decoded("BOOKMARK", bookmark));
                 }
                 listed.revision + 1
             }
@@ -144,19 +187,20 @@ fn expired(err: StoreError, asked: i64) -> WatchEvent {
         }
         other => ApiError::from(other),
     };
-    WatchEvent { kind: "ERROR", object: error.status() }
+    WatchEvent::decoded("ERROR", error.status())
 }
 
 impl WatchStream {
+    fn bookmark_object(&self, revision: i64) -> Value {
+        json!({
+            "kind": self.kind,
+            "apiVersion": self.api_version,
+            "metadata": { "resourceVersion": revision.to_string() },
+        })
+    }
+
     fn bookmark(&self, revision: i64) -> WatchEvent {
-        WatchEvent {
-            kind: "BOOKMARK",
-            object: json!({
-                "kind": self.kind,
-                "apiVersion": self.api_version,
-                "metadata": { "resourceVersion": revision.to_string() },
-            }),
-        }
+        WatchEvent::decoded("BOOKMARK", self.bookmark_object(revision))
     }
 
     /// The next event; None when the watch is over.
@@ -199,6 +243,9 @@ impl WatchStream {
 
     /// Turns a store event into what this watcher sees, given its selectors.
     fn translate(&self, event: &Event) -> Option<WatchEvent> {
+        if self.filter.is_everything() {
+            return Some(passed_through(event));
+        }
         let decode = |kv| storage::decode(kv).ok().map(|stored: Stored| stored.object);
         let previous = event.prev_kv.as_ref().and_then(decode);
         let was = previous.as_ref().is_some_and(|p| self.filter.matches(p));
@@ -207,14 +254,14 @@ impl WatchStream {
                 let object = decode(&event.kv)?;
                 let is = self.filter.matches(&object);
                 match (was, is) {
-                    (false, true) => Some(WatchEvent { kind: "ADDED", object }),
-                    (true, true) => Some(WatchEvent { kind: "MODIFIED", object }),
+                    (false, true) => Some(WatchEvent::decoded("ADDED", object)),
+                    (true, true) => Some(WatchEvent::decoded("MODIFIED", object)),
                     // The object left the selection: the watcher sees the version it knew,
                     // at the revision it stopped matching.
                     (true, false) => {
                         let mut previous = previous?;
                         storage::set_resource_version(&mut previous, event.kv.mod_revision);
-                        Some(WatchEvent { kind: "DELETED", object: previous })
+                        Some(WatchEvent::decoded("DELETED", previous))
                     }
                     (false, false) => None,
                 }
@@ -222,8 +269,24 @@ impl WatchStream {
             EventKind::Delete => {
                 let mut object = previous.filter(|_| was)?;
                 storage::set_resource_version(&mut object, event.kv.mod_revision);
-                Some(WatchEvent { kind: "DELETED", object })
+                Some(WatchEvent::decoded("DELETED", object))
             }
+        }
+    }
+}
+
+/// An event for a watcher without selectors: the stored bytes, not decoded. A deletion shows
+/// the last version at the deleting revision.
+fn passed_through(event: &Event) -> WatchEvent {
+    let revision = event.kv.mod_revision;
+    match event.kind {
+        EventKind::Put => WatchEvent {
+            kind: if event.prev_kv.is_some() { "MODIFIED" } else { "ADDED" },
+            object: WatchObject::Stored { raw: event.kv.value.clone(), revision },
+        },
+        EventKind::Delete => {
+            let raw = event.prev_kv.as_ref().map(|kv| kv.value.clone()).unwrap_or_default();
+            WatchEvent { kind: "DELETED", object: WatchObject::Stored { raw, revision } }
         }
     }
 }

@@ -6,3 +6,4 @@ mod faults;
 mod kubectl;
 mod partition;
 mod python;
+mod workloads;

@@ -18,6 +18,7 @@ use kube::ResourceExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::controller::{self, conflict, Context};
+use crate::events::EventType;
 
 /// The field manager the controller writes as.
 const MANAGER: &str = "deployment-controller";
@@ -32,7 +33,7 @@ pub enum ReconcileError {
 
 /// Runs the controller until `term` is cancelled.
 pub async fn run(client: kube::Client, term: CancellationToken) {
-    controller::run::<Deployment, ReplicaSet, _, _>(client, term, "deployment", reconcile).await;
+    controller::run::<Deployment, ReplicaSet, _, _>(client, term, MANAGER, reconcile).await;
 }
 
 async fn reconcile(
@@ -55,7 +56,10 @@ async fn reconcile(
     let post = PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() };
     if let Some(new_set) = &plan.create {
         match sets.create(&post, new_set).await {
-            Ok(_) => {}
+            Ok(created) => {
+                let to = created.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                scaled(&context, &deployment, &created.name_any(), 0, to).await;
+            }
             // Created by an earlier reconcile whose answer was lost: the next one sees it.
             Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
             Err(err) => return Err(err.into()),
@@ -64,7 +68,14 @@ async fn reconcile(
     for set in &plan.update {
         // Conditional on the resourceVersion this reconcile read.
         match sets.replace(&set.name_any(), &post, set).await {
-            Ok(_) => {}
+            Ok(_) => {
+                let replicas =
+                    |s: &ReplicaSet| s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                let before = owned.iter().find(|o| o.name_any() == set.name_any()).map(replicas);
+                if let Some(from) = before.filter(|from| *from != replicas(set)) {
+                    scaled(&context, &deployment, &set.name_any(), from, replicas(set)).await;
+                }
+            }
             Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
             Err(err) => return Err(err.into()),
         }
@@ -97,4 +108,11 @@ async fn reconcile(
         .and_then(|after| Duration::try_from(after).ok())
         .unwrap_or(Duration::from_secs(300));
     Ok(Action::requeue(recheck))
+}
+
+/// Records a `ScalingReplicaSet` event as the Deployment controller words it.
+async fn scaled(context: &Context, deployment: &Deployment, set: &str, from: i32, to: i32) {
+    let direction = if to > from { "up" } else { "down" };
+    let message = format!("Scaled {direction} replica set {set} from {from} to {to}");
+    context.recorder.record(deployment, EventType::Normal, "ScalingReplicaSet", &message).await;
 }

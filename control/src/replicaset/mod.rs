@@ -21,6 +21,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::controller::{self, conflict, Context};
+use crate::events::EventType;
 
 /// The field manager the controller writes as.
 const MANAGER: &str = "replicaset-controller";
@@ -35,7 +36,7 @@ pub enum ReconcileError {
 
 /// Runs the controller until `term` is cancelled.
 pub async fn run(client: kube::Client, term: CancellationToken) {
-    controller::run::<ReplicaSet, Pod, _, _>(client, term, "replicaset", reconcile).await;
+    controller::run::<ReplicaSet, Pod, _, _>(client, term, MANAGER, reconcile).await;
 }
 
 async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -46,7 +47,9 @@ async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action
     let plan = plan::plan(&set, &listed.items, jiff::Timestamp::now())?;
     let post = PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() };
     for _ in 0..plan.create {
-        pods.create(&post, &plan::pod_from_template(&set)?).await?;
+        let created = pods.create(&post, &plan::pod_from_template(&set)?).await?;
+        let message = format!("Created pod: {}", created.name_any());
+        context.recorder.record(&*set, EventType::Normal, "SuccessfulCreate", &message).await;
     }
     for victim in &plan.delete {
         let uid = listed.items.iter().find(|p| p.name_any() == *victim).and_then(|p| p.uid());
@@ -55,7 +58,13 @@ async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action
             ..DeleteParams::default()
         };
         match pods.delete(victim, &params).await {
-            Ok(_) => {}
+            Ok(_) => {
+                let message = format!("Deleted pod: {victim}");
+                context
+                    .recorder
+                    .record(&*set, EventType::Normal, "SuccessfulDelete", &message)
+                    .await;
+            }
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(err) => return Err(err.into()),
         }

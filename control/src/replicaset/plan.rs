@@ -15,12 +15,14 @@
 //!   caller's business.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+use crate::selector::Selector;
 
 #[cfg(test)]
 mod tests;
@@ -68,7 +70,8 @@ pub fn plan(rs: &ReplicaSet, pods: &[Pod], now: Timestamp) -> Result<Plan, PlanE
     let uid =
         rs.metadata.uid.as_deref().ok_or(PlanError::MissingField { field: "metadata.uid" })?;
     let spec = rs.spec.as_ref().ok_or(PlanError::MissingField { field: "spec" })?;
-    let selector = Selector::parse(&spec.selector)?;
+    let selector = Selector::parse(&spec.selector)
+        .map_err(|e| PlanError::InvalidSelector { reason: e.reason })?;
     let being_deleted = rs.metadata.deletion_timestamp.is_some();
 
     let mut out = Plan::default();
@@ -348,72 +351,5 @@ fn later_or_missing_first(a: Option<Timestamp>, b: Option<Timestamp>) -> Orderin
         (None, Some(_)) => Ordering::Less,
         (Some(_), None) => Ordering::Greater,
         (Some(a), Some(b)) => b.cmp(&a),
-    }
-}
-
-/// A parsed label selector; it always has at least one requirement.
-#[derive(Debug)]
-struct Selector {
-    requirements: Vec<Requirement>,
-}
-
-#[derive(Debug)]
-enum Requirement {
-    In { key: String, values: BTreeSet<String> },
-    NotIn { key: String, values: BTreeSet<String> },
-    Exists { key: String },
-    DoesNotExist { key: String },
-}
-
-impl Selector {
-    /// Parses `matchLabels` and `matchExpressions`, rejecting an empty selector.
-    fn parse(selector: &LabelSelector) -> Result<Self, PlanError> {
-        let invalid = |reason: String| PlanError::InvalidSelector { reason };
-        let mut requirements: Vec<Requirement> = selector
-            .match_labels
-            .iter()
-            .flatten()
-            .map(|(key, value)| Requirement::In {
-                key: key.clone(),
-                values: BTreeSet::from([value.clone()]),
-            })
-            .collect();
-        for expression in selector.match_expressions.iter().flatten() {
-            let key = expression.key.clone();
-            let values: BTreeSet<String> = expression.values.iter().flatten().cloned().collect();
-            let requirement = match expression.operator.as_str() {
-                "In" | "NotIn" if values.is_empty() => {
-                    return Err(invalid(format!("{} on {key} needs values", expression.operator)))
-                }
-                "In" => Requirement::In { key, values },
-                "NotIn" => Requirement::NotIn { key, values },
-                "Exists" | "DoesNotExist" if !values.is_empty() => {
-                    return Err(invalid(format!(
-                        "{} on {key} takes no values",
-                        expression.operator
-                    )))
-                }
-                "Exists" => Requirement::Exists { key },
-                "DoesNotExist" => Requirement::DoesNotExist { key },
-                other => return Err(invalid(format!("unknown operator {other:?} on {key}"))),
-            };
-            requirements.push(requirement);
-        }
-        if requirements.is_empty() {
-            return Err(invalid("empty selector would match every pod".to_owned()));
-        }
-        Ok(Self { requirements })
-    }
-
-    fn matches(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
-        let get = |key: &str| labels.and_then(|labels| labels.get(key));
-        self.requirements.iter().all(|requirement| match requirement {
-            Requirement::In { key, values } => get(key).is_some_and(|value| values.contains(value)),
-            Requirement::NotIn { key, values } => {
-                !get(key).is_some_and(|value| values.contains(value))
-            }
-            Requirement::Exists { key } => get(key).is_some(),
-            Requirement::DoesNotExist { key } => get(key).is_none(),
-        })
     }
 }

@@ -5,8 +5,10 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{
-    NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration, TopologySpreadConstraint,
+    NodeSelectorTerm, Pod, Taint, Toleration, TopologySpreadConstraint,
 };
+
+pub(crate) use crate::nodes::tolerates;
 
 use super::snapshot::{NodeInfo, PodInfo, Selector, Snapshot};
 
@@ -35,68 +37,9 @@ fn reject(reason: &'static str, resolvable: bool) -> Rejection {
     Rejection { reasons: vec![Cow::Borrowed(reason)], resolvable }
 }
 
-/// `v1helper.ToleratesTaint`.
-pub(crate) fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    let effect = t.effect.as_deref().unwrap_or_default();
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = t.key.as_deref().unwrap_or_default();
-    let op = t.operator.as_deref().unwrap_or("Equal");
-    if key.is_empty() {
-        return op == "Exists";
-    }
-    if key != taint.key {
-        return false;
-    }
-    match op {
-        "Exists" => true,
-        "Equal" | "" => {
-            t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
-        }
-        _ => false,
-    }
-}
-
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&String>) -> bool {
-    let vals = r.values.as_deref().unwrap_or_default();
-    let int_cmp = |want_gt: bool| {
-        let (Some(v), [bound]) = (value, vals) else { return false };
-        match (v.parse::<i64>(), bound.parse::<i64>()) {
-            (Ok(v), Ok(b)) => {
-                if want_gt {
-                    v > b
-                } else {
-                    v < b
-                }
-            }
-            _ => false,
-        }
-    };
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| vals.contains(v)),
-        "NotIn" => value.is_none_or(|v| !vals.contains(v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" => int_cmp(true),
-        "Lt" => int_cmp(false),
-        _ => false,
-    }
-}
-
-/// A node selector term: all expressions and fields must match; an empty term matches nothing.
+/// A node selector term against a node in the snapshot.
 pub(crate) fn term_matches(t: &NodeSelectorTerm, node: &NodeInfo) -> bool {
-    let exprs = t.match_expressions.as_deref().unwrap_or_default();
-    let fields = t.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs.iter().all(|r| requirement_matches(r, node.labels.get(&r.key)))
-        && fields.iter().all(|r| {
-            r.key == "metadata.name"
-                && matches!(r.operator.as_str(), "In" | "NotIn")
-                && requirement_matches(r, Some(&node.name))
-        })
+    crate::nodes::term_matches(t, &node.labels, &node.name)
 }
 
 /// Per-decision state computed once before the nodes are filtered (kube's PreFilter).

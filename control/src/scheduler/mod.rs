@@ -2,7 +2,6 @@
 //! kube-scheduler's default plugins do, and does no IO.
 
 mod filters;
-pub mod quantity;
 mod scores;
 mod snapshot;
 #[cfg(test)]

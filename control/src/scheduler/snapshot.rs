@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use k8s_openapi::api::core::v1::{Container, Node, Pod, PodAffinityTerm, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::quantity;
+use crate::quantity;
 
 /// Default requests the scheduler assumes for scoring when a container sets none
 /// (`DefaultMilliCPURequest`, `DefaultMemoryRequest`).

@@ -5,8 +5,8 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
 
-use super::quantity::{milli, value};
 use super::{feasible_nodes_to_find, schedule, schedule_from, Snapshot};
+use crate::quantity::{milli, value};
 
 /// Merges `extra` into `base` (objects recursively, anything else replaced).
 fn merge(base: &mut Value, extra: Value) {

@@ -78,3 +78,29 @@ pub fn value(s: &str) -> i64 {
 fn clamp(v: i128) -> i64 {
     v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_milli;
+
+    #[test]
+    fn milli_values_round_up() {
+        let cases = [
+            ("1", Some(1_000)),
+            ("10Gi", Some(10 * (1 << 30) * 1000)),
+            ("500M", Some(500_000_000_000)),
+            ("1.5Gi", Some(1_610_612_736_000)),
+            ("2e3", Some(2_000_000)),
+            ("100m", Some(100)),
+            ("1n", Some(1)),
+            ("-1k", Some(-1_000_000)),
+            ("", None),
+            ("Gi", None),
+            ("1.2.3", None),
+            ("10GB", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_milli(text), expected, "{text}");
+        }
+    }
+}

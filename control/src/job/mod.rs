@@ -1,0 +1,150 @@
+//! The Job controller: runs pods to completion, counting each finished pod exactly once.
+//!
+//! Each reconcile lists the namespace's pods from the API, asks `plan` what to do and executes
+//! it in the plan's order: adoption and release, deletions, creations, then the status (every
+//! later step waits for it: a tracking finalizer is removed only after the pod's outcome is in
+//! the status), finalizer removals, the TTL deletion of a finished Job, and events. Every pod
+//! write carries the pod's resourceVersion (or uid) as precondition.
+
+mod plan;
+
+use std::sync::Arc;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PropagationPolicy};
+use kube::runtime::controller::Action;
+use kube::ResourceExt;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::controller::{self, conflict, delete_if_uid, not_found, soon, Context};
+use plan::{PodRef, TRACKING_FINALIZER};
+
+/// The field manager and event source the controller writes as.
+const MANAGER: &str = "job-controller";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+}
+
+/// Runs the controller until `term` is cancelled.
+pub async fn run(client: kube::Client, term: CancellationToken) {
+    controller::run::<Job, Pod, _, _>(client, term, MANAGER, reconcile).await;
+}
+
+/// Patches `pod`'s ownerReferences and finalizers, conditional on the version the plan read.
+/// Returns false when the pod changed or vanished meanwhile (the next reconcile looks again).
+async fn rewrite_pod(
+    pods: &Api<Pod>,
+    context: &Context,
+    pod: &PodRef,
+    listed: &[Pod],
+    edit: impl FnOnce(&mut Vec<serde_json::Value>, &mut Vec<String>),
+) -> Result<bool, kube::Error> {
+    let Some(current) = listed.iter().find(|p| p.name_any() == pod.name) else { return Ok(true) };
+    let mut references: Vec<serde_json::Value> =
+        current.owner_references().iter().filter_map(|r| serde_json::to_value(r).ok()).collect();
+    let mut finalizers = current.finalizers().to_vec();
+    edit(&mut references, &mut finalizers);
+    let body = json!({
+        "metadata": {
+            "uid": pod.uid,
+            "resourceVersion": pod.resource_version,
+            "ownerReferences": references,
+            "finalizers": finalizers,
+        },
+    });
+    match pods.patch(&pod.name, &context.patch(), &Patch::Merge(&body)).await {
+        Ok(_) => Ok(true),
+        Err(err) if conflict(&err) || not_found(&err) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+async fn reconcile(job: Arc<Job>, context: Arc<Context>) -> Result<Action, ReconcileError> {
+    let namespace = job.namespace().unwrap_or_default();
+    let name = job.name_any();
+    let uid = job.uid().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
+    let listed = pods.list(&ListParams::default()).await?.items;
+    let now = jiff::Timestamp::now();
+    let plan = plan::plan(&job, &listed, now)?;
+    let owner = serde_json::to_value(plan::owner_reference(&job)?).unwrap_or_default();
+    let drop_tracking =
+        |finalizers: &mut Vec<String>| finalizers.retain(|f| f != TRACKING_FINALIZER);
+
+    for pod in &plan.adopt {
+        let adopted = rewrite_pod(&pods, &context, pod, &listed, |references, finalizers| {
+            references.push(owner.clone());
+            if !finalizers.iter().any(|f| f == TRACKING_FINALIZER) {
+                finalizers.push(TRACKING_FINALIZER.into());
+            }
+        });
+        if !adopted.await? {
+            return Ok(soon());
+        }
+    }
+    for pod in &plan.release {
+        let released = rewrite_pod(&pods, &context, pod, &listed, |references, finalizers| {
+            references.retain(|r| r["uid"] != uid.as_str());
+            drop_tracking(finalizers);
+        });
+        if !released.await? {
+            return Ok(soon());
+        }
+    }
+    for deletion in &plan.delete {
+        if deletion.remove_finalizer_first {
+            let edit = |_: &mut Vec<serde_json::Value>, finalizers: &mut Vec<String>| {
+                drop_tracking(finalizers)
+            };
+            if !rewrite_pod(&pods, &context, &deletion.pod, &listed, edit).await? {
+                return Ok(soon());
+            }
+        }
+        delete_if_uid(&pods, &deletion.pod.name, Some(deletion.pod.uid.clone()), None).await?;
+    }
+    for pod in &plan.create {
+        let created = pods.create(&context.post(), pod).await?;
+        let event = plan::pod_created_event(&created.name_any());
+        context.recorder.record(&*job, event.type_, &event.reason, &event.message).await;
+    }
+    if let Some(status) = plan.status.clone() {
+        let mut updated = (*job).clone();
+        updated.status = Some(status);
+        // Conditional on the version this reconcile read; nothing below runs if it fails.
+        match Api::<Job>::namespaced(context.client.clone(), &namespace)
+            .replace_status(&name, &context.post(), &updated)
+            .await
+        {
+            Ok(_) => {}
+            Err(err) if conflict(&err) => return Ok(soon()),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    for pod in &plan.remove_finalizers {
+        let edit = |_: &mut Vec<serde_json::Value>, finalizers: &mut Vec<String>| {
+            drop_tracking(finalizers)
+        };
+        if !rewrite_pod(&pods, &context, pod, &listed, edit).await? {
+            return Ok(soon());
+        }
+    }
+    for event in &plan.events {
+        context.recorder.record(&*job, event.type_, &event.reason, &event.message).await;
+    }
+    if let Some(at) = plan.delete_job_at {
+        if now >= at {
+            let jobs: Api<Job> = Api::namespaced(context.client.clone(), &namespace);
+            let background = Some(PropagationPolicy::Background);
+            delete_if_uid(&jobs, &name, Some(uid), background).await?;
+            return Ok(Action::await_change());
+        }
+    }
+    Ok(controller::recheck(plan.recheck_after))
+}
