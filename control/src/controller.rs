@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PatchParams, PostParams, Preconditions, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Resource;
 use serde::de::DeserializeOwned;
@@ -167,4 +168,29 @@ where
         }
     });
     store
+}
+
+/// How many pod changes the shared pod watch buffers for its slowest subscriber before it
+/// waits for it.
+const SHARED_BUFFER: usize = 16_384;
+
+/// Starts one watch of every pod, shared by `subscribers` controllers, so each pod change is
+/// received and decoded once per master rather than once per controller. Each returned handle
+/// streams every pod that changes; the watch waits for the slowest handle once
+/// [`SHARED_BUFFER`] changes are pending, so every handle must be polled (or dropped).
+pub fn shared_pods(
+    client: kube::Client,
+    term: CancellationToken,
+    subscribers: usize,
+) -> Vec<ReflectHandle<Pod>> {
+    let (_, writer) = reflector::store_shared(SHARED_BUFFER);
+    // A writer made by `store_shared` has a dispatcher, so `subscribe` always answers.
+    let handles: Vec<ReflectHandle<Pod>> =
+        (0..subscribers).filter_map(|_| writer.subscribe()).collect();
+    let events = watcher(Api::<Pod>::all(client), watcher::Config::default())
+        .default_backoff()
+        .reflect_shared(writer)
+        .take_until(async move { term.cancelled().await });
+    tokio::spawn(events.for_each(|_| async {}));
+    handles
 }

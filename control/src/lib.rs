@@ -72,13 +72,20 @@ impl ControlPlane {
         tasks.spawn(elector.lead(shutdown.clone(), move |term| {
             let client = (*controllers).clone();
             async move {
+                // Pods are watched once for the controllers that own or select them.
+                let mut pods = controller::shared_pods(client.clone(), term.clone(), 5).into_iter();
+                let (Some(rs), Some(sts), Some(ds), Some(jobs), Some(endpoints)) =
+                    (pods.next(), pods.next(), pods.next(), pods.next(), pods.next())
+                else {
+                    return;
+                };
                 tokio::join!(
-                    replicaset::run(client.clone(), term.clone()),
-                    statefulset::run(client.clone(), term.clone()),
-                    daemonset::run(client.clone(), term.clone()),
-                    job::run(client.clone(), term.clone()),
+                    replicaset::run(client.clone(), term.clone(), rs),
+                    statefulset::run(client.clone(), term.clone(), sts),
+                    daemonset::run(client.clone(), term.clone(), ds),
+                    job::run(client.clone(), term.clone(), jobs),
                     cronjob::run(client.clone(), term.clone()),
-                    endpoints::run(client.clone(), term.clone()),
+                    endpoints::run(client.clone(), term.clone(), endpoints),
                     volumes::run(client.clone(), term.clone()),
                     serviceaccounts::run(client.clone(), term.clone()),
                     deployment::run(client.clone(), term.clone()),

@@ -16,7 +16,7 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, Patch};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -44,18 +44,19 @@ pub struct State {
 }
 
 /// Runs the controller until `term` is cancelled.
-pub async fn run(client: kube::Client, term: CancellationToken) {
+pub async fn run(client: kube::Client, term: CancellationToken, pods: ReflectHandle<Pod>) {
     let nodes = controller::cache(Api::<Node>::all(client.clone()), term.clone(), None);
     let node_events: Api<Node> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
     let revisions: Api<ControllerRevision> = Api::all(client.clone());
     let owns = move |c: Controller<DaemonSet>| {
         let sets = c.store();
-        c.owns(pods, watcher::Config::default())
-            .owns(revisions, watcher::Config::default())
-            .watches(node_events, watcher::Config::default(), move |_: Node| {
+        c.owns_shared_stream(pods).owns(revisions, watcher::Config::default()).watches(
+            node_events,
+            watcher::Config::default(),
+            move |_: Node| {
                 sets.state().iter().map(|set| ObjectRef::from_obj(&**set)).collect::<Vec<_>>()
-            })
+            },
+        )
     };
     let state = State { nodes, backoff: Mutex::default() };
     controller::run_with(client, term, MANAGER, reconcile, owns, state).await;

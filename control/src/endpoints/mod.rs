@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use tokio_util::sync::CancellationToken;
@@ -45,17 +45,13 @@ pub enum ReconcileError {
 }
 
 /// Runs the controllers until `term` is cancelled.
-pub async fn run(client: kube::Client, term: CancellationToken) {
+pub async fn run(client: kube::Client, term: CancellationToken, pods: ReflectHandle<Pod>) {
     let nodes = controller::cache(Api::<Node>::all(client.clone()), term.clone(), None);
-    let pods: Api<Pod> = Api::all(client.clone());
     let slices: Api<EndpointSlice> = Api::all(client.clone());
     let owns = move |c: Controller<Service>| {
         let services = c.store();
-        c.owns(slices, watcher::Config::default()).watches(
-            pods,
-            watcher::Config::default(),
-            move |pod| selecting_services(&services, &pod),
-        )
+        c.owns(slices, watcher::Config::default())
+            .watches_shared_stream(pods, move |pod: Arc<Pod>| selecting_services(&services, &pod))
     };
     tokio::join!(
         controller::run_with(client.clone(), term.clone(), MANAGER, reconcile, owns, nodes),

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PropagationPolicy};
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ReflectHandle;
 use kube::ResourceExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -33,8 +34,9 @@ pub enum ReconcileError {
 }
 
 /// Runs the controller until `term` is cancelled.
-pub async fn run(client: kube::Client, term: CancellationToken) {
-    controller::run::<Job, Pod, _, _>(client, term, MANAGER, reconcile).await;
+pub async fn run(client: kube::Client, term: CancellationToken, pods: ReflectHandle<Pod>) {
+    let owns = move |c: Controller<Job>| c.owns_shared_stream(pods);
+    controller::run_with(client, term, MANAGER, reconcile, owns, ()).await;
 }
 
 /// Patches `pod`'s ownerReferences and finalizers, conditional on the version the plan read.

@@ -15,7 +15,8 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ReflectHandle;
 use kube::ResourceExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -35,8 +36,9 @@ pub enum ReconcileError {
 }
 
 /// Runs the controller until `term` is cancelled.
-pub async fn run(client: kube::Client, term: CancellationToken) {
-    controller::run::<ReplicaSet, Pod, _, _>(client, term, MANAGER, reconcile).await;
+pub async fn run(client: kube::Client, term: CancellationToken, pods: ReflectHandle<Pod>) {
+    let owns = move |c: Controller<ReplicaSet>| c.owns_shared_stream(pods);
+    controller::run_with(client, term, MANAGER, reconcile, owns, ()).await;
 }
 
 async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action, ReconcileError> {

@@ -184,20 +184,15 @@ fn pod_event(
     }
 }
 
-/// Writes `Scheduled` events, a few at a time, until the channel closes.
-async fn write_scheduled_events(recorder: Recorder, events: mpsc::Receiver<(Arc<Pod>, String)>) {
-    receiver_stream(events)
-        .for_each_concurrent(8, |(pod, message)| {
-            let recorder = recorder.clone();
-            async move { recorder.record(&*pod, EventType::Normal, "Scheduled", &message).await }
-        })
-        .await;
-}
-
-fn receiver_stream<T: Send + 'static>(
-    mut receiver: mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> {
-    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+/// Writes `Scheduled` events one after another until the channel closes (as client-go's
+/// broadcaster does: events never compete with bindings for the API).
+async fn write_scheduled_events(
+    recorder: Recorder,
+    mut events: mpsc::Receiver<(Arc<Pod>, String)>,
+) {
+    while let Some((pod, message)) = events.recv().await {
+        recorder.record(&*pod, EventType::Normal, "Scheduled", &message).await;
+    }
 }
 
 async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> Result<(), kube::Error> {

@@ -16,6 +16,7 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams, Patch};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ReflectHandle;
 use kube::runtime::watcher;
 use kube::ResourceExt;
 use serde_json::json;
@@ -36,11 +37,10 @@ pub enum ReconcileError {
 }
 
 /// Runs the controller until `term` is cancelled.
-pub async fn run(client: kube::Client, term: CancellationToken) {
-    let pods: Api<Pod> = Api::all(client.clone());
+pub async fn run(client: kube::Client, term: CancellationToken, pods: ReflectHandle<Pod>) {
     let revisions: Api<ControllerRevision> = Api::all(client.clone());
     let owns = move |c: Controller<StatefulSet>| {
-        c.owns(pods, watcher::Config::default()).owns(revisions, watcher::Config::default())
+        c.owns_shared_stream(pods).owns(revisions, watcher::Config::default())
     };
     controller::run_with(client, term, MANAGER, reconcile, owns, ()).await;
 }
