@@ -1,5 +1,6 @@
 //! The `flotilla` binary: command-line wiring only.
 
+mod agent;
 mod master;
 mod up;
 
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Run one master: the replicated store (etcd v3 API) and the Kubernetes API of a cluster.
     Master(Box<master::MasterArgs>),
+    /// Run a node's agent: register the machine as a Node and report its status.
+    Agent(agent::AgentArgs),
     /// Start a local cluster on this machine, each member its own process, and stay in the
     /// foreground until interrupted.
     Up(up::UpArgs),
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Master(args) => master::run(*args).await,
+            Command::Agent(args) => agent::run(args).await,
             Command::Up(args) => up::run(args).await,
         }
     });

@@ -1,8 +1,9 @@
 //! `flotilla up`: a local cluster of separate processes on loopback, TLS on.
 //!
 //! Layout of DIR: `pki/` (CA, member and admin certificates), `etcd.env` (etcdctl settings),
-//! and per member `DIR/<member>/` with `data/`, `log`, `pid` and `cmd` (the exact command that
-//! restarts the member). Members that die are not restarted: chaos tests rely on that.
+//! and per member (`master-<n>`, `agent-<n>`) `DIR/<member>/` with `data/`, `log`, `pid` and
+//! `cmd` (the exact command that restarts the member). Members that die are not restarted:
+//! chaos tests rely on that.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -21,6 +22,9 @@ pub struct UpArgs {
     /// How many masters (odd: 1, 3 or 5).
     #[arg(long, default_value_t = 3)]
     pub masters: usize,
+    /// How many node agents to start (each registers a Node named `agent-<n>`).
+    #[arg(long, default_value_t = 0)]
+    pub agents: usize,
     /// The directory for certificates, data and logs (created if missing).
     #[arg(long)]
     pub dir: PathBuf,
@@ -104,22 +108,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             format!("--key-file={}", cert.key.display()),
             format!("--listen-api-url=https://127.0.0.1:{api}"),
         ];
-        let cmd_line = argv.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ");
-        std::fs::write(member_dir.join("cmd"), format!("{cmd_line}\n"))?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(member_dir.join("log"))
-            .context("opening the member log")?;
-        let child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
-        let pid_file = member_dir.join("pid");
-        std::fs::write(&pid_file, format!("{}\n", child.id().unwrap_or(0)))?;
+        let (child, pid_file) = spawn(&member_dir, name, &argv)?;
         let api_url = format!("https://127.0.0.1:{api}");
         members.push(Member { name: name.clone(), client_url, api_url, child, pid_file });
     }
@@ -145,21 +134,71 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         stop(&mut members).await;
         return Err(e);
     }
+    let api_urls: Vec<String> = members.iter().map(|m| m.api_url.clone()).collect();
+    for index in 1..=args.agents {
+        let name = format!("agent-{index}");
+        let member_dir = dir.join(&name);
+        std::fs::create_dir_all(&member_dir)?;
+        let cert = pki.issue_agent(&name)?;
+        let argv: Vec<String> = vec![
+            binary.display().to_string(),
+            "agent".into(),
+            format!("--name={name}"),
+            format!("--api-servers={}", api_urls.join(",")),
+            format!("--ca-file={}", ca.cert.display()),
+            format!("--cert-file={}", cert.cert.display()),
+            format!("--key-file={}", cert.key.display()),
+            "--node-ip=127.0.0.1".into(),
+            format!("--data-dir={}", member_dir.join("data").display()),
+        ];
+        let (child, pid_file) = spawn(&member_dir, &name, &argv)?;
+        members.push(Member {
+            name,
+            client_url: String::new(),
+            api_url: String::new(),
+            child,
+            pid_file,
+        });
+    }
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
         &kubeconfig,
         kubeconfig_yaml(&members[0].api_url, &ca.cert, &admin.cert, &admin.key),
     )?;
-    let apis: Vec<&str> = members.iter().map(|m| m.api_url.as_str()).collect();
-    println!("store: {} masters, endpoints {}", members.len(), endpoints.join(","));
+    println!("store: {} masters, endpoints {}", args.masters, endpoints.join(","));
     println!("etcdctl: . {}; etcdctl member list", env_file.display());
-    println!("api: {}", apis.join(","));
+    println!("api: {}", api_urls.join(","));
+    if args.agents > 0 {
+        println!("agents: {} (nodes agent-1..agent-{})", args.agents, args.agents);
+    }
     println!("kubectl: KUBECONFIG={} kubectl get nodes", kubeconfig.display());
     println!("ready");
 
     shutdown_signal().await;
     stop(&mut members).await;
     Ok(())
+}
+
+/// Starts one member process with its output appended to `DIR/<member>/log`, after writing
+/// the command line to `cmd` (to restart it by hand) and, once started, its pid to `pid`.
+fn spawn(member_dir: &Path, name: &str, argv: &[String]) -> anyhow::Result<(Child, PathBuf)> {
+    let cmd_line = argv.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ");
+    std::fs::write(member_dir.join("cmd"), format!("{cmd_line}\n"))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(member_dir.join("log"))
+        .context("opening the member log")?;
+    let child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    let pid_file = member_dir.join("pid");
+    std::fs::write(&pid_file, format!("{}\n", child.id().unwrap_or(0)))?;
+    Ok((child, pid_file))
 }
 
 /// An administrator's kubeconfig for the API at `server`, using the cluster's certificates.
@@ -191,7 +230,7 @@ users:
 }
 
 /// Waits for SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(mut terminate) => {
             tokio::select! {

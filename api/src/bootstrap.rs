@@ -114,6 +114,24 @@ fn cluster_roles() -> Vec<(&'static str, Value)> {
         ("admin", json!(admin)),
         ("edit", json!(edit)),
         ("view", json!(view)),
+        ("system:node", json!(node_rules())),
+    ]
+}
+
+/// What a node agent may do (Kubernetes' `system:node` role): register and report its Node,
+/// read the pods and what they mount, report pod status and confirm deletions, record events.
+fn node_rules() -> Vec<Value> {
+    const READ: &[&str] = &["get", "list", "watch"];
+    vec![
+        rule(&[""], &["nodes"], &["get", "list", "watch", "create", "update", "patch"]),
+        rule(&[""], &["nodes/status"], &["patch", "update"]),
+        rule(&[""], &["pods"], &["get", "list", "watch", "delete"]),
+        rule(&[""], &["pods/status"], &["patch", "update"]),
+        rule(&[""], &["configmaps", "secrets", "services", "endpoints"], READ),
+        rule(&[""], &["persistentvolumeclaims", "persistentvolumes"], &["get"]),
+        rule(&[""], &["events"], &["create", "patch", "update"]),
+        rule(&["coordination.k8s.io"], &["leases"], &["get", "create", "update"]),
+        rule(&["discovery.k8s.io"], &["endpointslices"], READ),
     ]
 }
 
@@ -146,6 +164,16 @@ pub async fn ensure<S: KvStore>(registry: &Registry<S>) -> Result<(), ApiError> 
             "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters" }],
         }),
     ));
+    objects.push((
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        json!({
+            "metadata": { "name": "system:node", "labels": { "kubernetes.io/bootstrapping": "rbac-defaults" } },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node" },
+            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes" }],
+        }),
+    ));
+    // Created last: `flotilla up` waits for this one to know the bootstrap is complete.
     objects.push((
         "rbac.authorization.k8s.io",
         "clusterrolebindings",

@@ -72,13 +72,19 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `flotilla up --masters N` in a fresh directory and waits for its `ready` line.
     pub fn start(masters: usize) -> anyhow::Result<Cluster> {
+        Cluster::start_with_agents(masters, 0)
+    }
+
+    /// As [`Cluster::start`], with `agents` node agents (`agent-1`, …) too.
+    pub fn start_with_agents(masters: usize, agents: usize) -> anyhow::Result<Cluster> {
         let dir = std::env::temp_dir().join(format!(
             "flotilla-test-{}-{}",
             std::process::id(),
             rand_suffix()
         ));
         let mut up = Command::new(flotilla_bin()?)
-            .args(["up", "--masters", &masters.to_string(), "--dir"])
+            .args(["up", "--masters", &masters.to_string(), "--agents", &agents.to_string()])
+            .arg("--dir")
             .arg(&dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -269,7 +275,30 @@ impl Cluster {
 
     /// Restarts a member with its recorded command; its log is appended to.
     pub fn restart(&self, member: usize) -> anyhow::Result<()> {
-        let dir = &self.members[member].dir;
+        restart_in(&self.members[member].dir)
+    }
+
+    /// The directory of agent `n` (`agent-<n>`, from 1).
+    pub fn agent_dir(&self, n: usize) -> PathBuf {
+        self.dir.join(format!("agent-{n}"))
+    }
+
+    /// Sends `signal` to agent `n`.
+    pub fn signal_agent(&self, n: usize, signal: Signal) -> anyhow::Result<()> {
+        let pid: i32 = std::fs::read_to_string(self.agent_dir(n).join("pid"))?.trim().parse()?;
+        kill(Pid::from_raw(pid), signal).with_context(|| format!("sending {signal} to agent-{n}"))
+    }
+
+    /// Restarts agent `n` with its recorded command.
+    pub fn restart_agent(&self, n: usize) -> anyhow::Result<()> {
+        restart_in(&self.agent_dir(n))
+    }
+}
+
+/// Restarts the member whose files are in `dir` with its recorded command, appending to its
+/// log; `flotilla up` stops it at the end through its pid file.
+fn restart_in(dir: &Path) -> anyhow::Result<()> {
+    {
         let cmd = std::fs::read_to_string(dir.join("cmd"))?;
         let log = std::fs::OpenOptions::new().append(true).open(dir.join("log"))?;
         let child = Command::new("sh")

@@ -88,6 +88,7 @@ impl ControlPlane {
                     endpoints::run(client.clone(), term.clone(), endpoints),
                     volumes::run(client.clone(), term.clone()),
                     serviceaccounts::run(client.clone(), term.clone()),
+                    nodes::run(client.clone(), term.clone()),
                     deployment::run(client.clone(), term.clone()),
                     scheduling::run(client.clone(), term.clone()),
                     gc::run(client, term),

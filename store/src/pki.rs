@@ -79,6 +79,22 @@ impl ClusterPki {
     }
 }
 
+impl ClusterPki {
+    /// Issues a node agent's client certificate: CN `system:node:<name>`, O `system:nodes`,
+    /// as kubelets are named; written as `<name>.crt` and `<name>.key`.
+    pub fn issue_agent(&self, name: &str) -> Result<CertFiles, PkiError> {
+        let common_name = format!("system:node:{name}");
+        let request = CertRequest {
+            common_name: &common_name,
+            organizations: &["system:nodes"],
+            hosts: &[],
+            server: false,
+            client: true,
+        };
+        self.authority.issue(&request, &self.dir, name)
+    }
+}
+
 fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
     std::fs::write(path, contents).map_err(|source| PkiError::Io { path: path.into(), source })
 }

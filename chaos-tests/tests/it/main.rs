@@ -1,5 +1,6 @@
 //! End-to-end and fault tests on real flotilla processes.
 
+mod agents;
 mod controllers;
 mod etcdctl;
 mod faults;

@@ -1,5 +1,4 @@
-//! Matching pods' placement rules against nodes, shared by the scheduler, the DaemonSet
-//! controller and the volume binder: node selector terms (label expressions and
+//! Matching pods' placement rules against nodes: node selector terms (label expressions and
 //! `metadata.name` fields) and taint tolerations, with Kubernetes' semantics.
 
 use std::collections::BTreeMap;
