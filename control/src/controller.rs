@@ -87,6 +87,15 @@ pub async fn run_with<Parent, State, F, E>(
         .await;
 }
 
+/// Why a reconcile failed: an API call, or the controller's plan (`P`).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError<P: std::error::Error + 'static> {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error(transparent)]
+    Plan(P),
+}
+
 /// Whether an API error is a 409: someone else changed the object first.
 pub fn conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 409)

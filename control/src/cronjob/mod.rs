@@ -22,13 +22,7 @@ use crate::controller::{self, already_exists, conflict, delete_if_uid, soon, Con
 /// The field manager and event source the controller writes as.
 const MANAGER: &str = "cronjob-controller";
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error(transparent)]
-    Api(#[from] kube::Error),
-    #[error(transparent)]
-    Plan(#[from] plan::PlanError),
-}
+type ReconcileError = controller::ReconcileError<plan::PlanError>;
 
 /// Runs the controller until `term` is cancelled.
 pub async fn run(client: kube::Client, term: CancellationToken) {
@@ -40,7 +34,7 @@ async fn reconcile(cron: Arc<CronJob>, context: Arc<Context>) -> Result<Action, 
     let uid = cron.uid().unwrap_or_default();
     let jobs: Api<Job> = Api::namespaced(context.client.clone(), &namespace);
     let listed = jobs.list(&ListParams::default()).await?.items;
-    let plan = plan::plan(&cron, &listed, jiff::Timestamp::now())?;
+    let plan = plan::plan(&cron, &listed, jiff::Timestamp::now()).map_err(ReconcileError::Plan)?;
 
     for deletion in &plan.delete {
         let background = Some(PropagationPolicy::Background);

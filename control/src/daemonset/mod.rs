@@ -29,13 +29,7 @@ use plan::{FailedPodBackoff, CONTROLLER_REVISION_HASH_LABEL};
 /// The field manager and event source the controller writes as.
 const MANAGER: &str = "daemonset-controller";
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error(transparent)]
-    Api(#[from] kube::Error),
-    #[error(transparent)]
-    Plan(#[from] plan::PlanError),
-}
+type ReconcileError = controller::ReconcileError<plan::PlanError>;
 
 /// What reconciles share: the nodes' cache and each DaemonSet's failed-pod backoff.
 pub struct State {
@@ -115,7 +109,8 @@ async fn reconcile(
         all.get(&uid).cloned().unwrap_or_else(FailedPodBackoff::new)
     };
     let now = jiff::Timestamp::now();
-    let plan = plan::plan(&set, &nodes, &listed_pods, &listed_revisions, &backoff, now)?;
+    let plan = plan::plan(&set, &nodes, &listed_pods, &listed_revisions, &backoff, now)
+        .map_err(ReconcileError::Plan)?;
     {
         let mut all = context.state.backoff.lock().map_err(|_| poisoned())?;
         if plan.backoff.is_empty() {
@@ -150,7 +145,8 @@ async fn reconcile(
             Err(err) => return Err(err.into()),
         }
     }
-    let owner = serde_json::to_value(plan::owner_reference(&set)?).unwrap_or_default();
+    let owner = serde_json::to_value(plan::owner_reference(&set).map_err(ReconcileError::Plan)?)
+        .unwrap_or_default();
     for revision in &plan.adopt_revisions {
         let current = listed_revisions.iter().find(|r| r.name_any() == revision.name);
         let metadata = json!({

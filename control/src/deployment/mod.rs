@@ -23,13 +23,7 @@ use crate::events::EventType;
 /// The field manager the controller writes as.
 const MANAGER: &str = "deployment-controller";
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error(transparent)]
-    Api(#[from] kube::Error),
-    #[error(transparent)]
-    Plan(#[from] plan::PlanError),
-}
+type ReconcileError = controller::ReconcileError<plan::PlanError>;
 
 /// Runs the controller until `term` is cancelled.
 pub async fn run(client: kube::Client, term: CancellationToken) {
@@ -52,7 +46,8 @@ async fn reconcile(
             set.owner_references().iter().any(|r| r.controller == Some(true) && r.uid == uid)
         })
         .collect();
-    let plan = plan::plan(&deployment, &owned, jiff::Timestamp::now())?;
+    let plan =
+        plan::plan(&deployment, &owned, jiff::Timestamp::now()).map_err(ReconcileError::Plan)?;
     let post = PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() };
     if let Some(new_set) = &plan.create {
         match sets.create(&post, new_set).await {

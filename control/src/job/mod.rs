@@ -25,13 +25,7 @@ use plan::{PodRef, TRACKING_FINALIZER};
 /// The field manager and event source the controller writes as.
 const MANAGER: &str = "job-controller";
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error(transparent)]
-    Api(#[from] kube::Error),
-    #[error(transparent)]
-    Plan(#[from] plan::PlanError),
-}
+type ReconcileError = controller::ReconcileError<plan::PlanError>;
 
 /// Runs the controller until `term` is cancelled.
 pub async fn run(client: kube::Client, term: CancellationToken, pods: ReflectHandle<Pod>) {
@@ -75,8 +69,9 @@ async fn reconcile(job: Arc<Job>, context: Arc<Context>) -> Result<Action, Recon
     let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
     let listed = pods.list(&ListParams::default()).await?.items;
     let now = jiff::Timestamp::now();
-    let plan = plan::plan(&job, &listed, now)?;
-    let owner = serde_json::to_value(plan::owner_reference(&job)?).unwrap_or_default();
+    let plan = plan::plan(&job, &listed, now).map_err(ReconcileError::Plan)?;
+    let owner = serde_json::to_value(plan::owner_reference(&job).map_err(ReconcileError::Plan)?)
+        .unwrap_or_default();
     let drop_tracking =
         |finalizers: &mut Vec<String>| finalizers.retain(|f| f != TRACKING_FINALIZER);
 

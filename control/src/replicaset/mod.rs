@@ -27,13 +27,7 @@ use crate::events::EventType;
 /// The field manager the controller writes as.
 const MANAGER: &str = "replicaset-controller";
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error(transparent)]
-    Api(#[from] kube::Error),
-    #[error(transparent)]
-    Plan(#[from] plan::PlanError),
-}
+type ReconcileError = controller::ReconcileError<plan::PlanError>;
 
 /// Runs the controller until `term` is cancelled.
 pub async fn run(client: kube::Client, term: CancellationToken, pods: ReflectHandle<Pod>) {
@@ -46,10 +40,13 @@ async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action
     let name = set.name_any();
     let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
     let listed = pods.list(&ListParams::default()).await?;
-    let plan = plan::plan(&set, &listed.items, jiff::Timestamp::now())?;
+    let plan =
+        plan::plan(&set, &listed.items, jiff::Timestamp::now()).map_err(ReconcileError::Plan)?;
     let post = PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() };
     for _ in 0..plan.create {
-        let created = pods.create(&post, &plan::pod_from_template(&set)?).await?;
+        let created = pods
+            .create(&post, &plan::pod_from_template(&set).map_err(ReconcileError::Plan)?)
+            .await?;
         let message = format!("Created pod: {}", created.name_any());
         context.recorder.record(&*set, EventType::Normal, "SuccessfulCreate", &message).await;
     }
@@ -71,7 +68,8 @@ async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action
             Err(err) => return Err(err.into()),
         }
     }
-    let owner = serde_json::to_value(plan::owner_reference(&set)?).unwrap_or_default();
+    let owner = serde_json::to_value(plan::owner_reference(&set).map_err(ReconcileError::Plan)?)
+        .unwrap_or_default();
     let patch_params =
         PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() };
     for pod in listed.items.iter() {

@@ -28,13 +28,7 @@ use crate::events::EventType;
 /// The field manager and event source the controller writes as.
 const MANAGER: &str = "statefulset-controller";
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error(transparent)]
-    Api(#[from] kube::Error),
-    #[error(transparent)]
-    Plan(#[from] plan::PlanError),
-}
+type ReconcileError = controller::ReconcileError<plan::PlanError>;
 
 /// Runs the controller until `term` is cancelled.
 pub async fn run(client: kube::Client, term: CancellationToken, pods: ReflectHandle<Pod>) {
@@ -67,7 +61,8 @@ async fn reconcile(set: Arc<StatefulSet>, context: Arc<Context>) -> Result<Actio
         .into_iter()
         .filter(|r| r.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == uid))
         .collect();
-    let plan = plan::plan(&set, &listed_pods, &listed_claims, &owned, jiff::Timestamp::now())?;
+    let plan = plan::plan(&set, &listed_pods, &listed_claims, &owned, jiff::Timestamp::now())
+        .map_err(ReconcileError::Plan)?;
     let post = context.post();
     let patch = context.patch();
     let record = |reason: &'static str, message: String| {
@@ -144,7 +139,7 @@ async fn reconcile(set: Arc<StatefulSet>, context: Arc<Context>) -> Result<Actio
     }
 
     // 3. Ownership and identity labels.
-    let controller_ref = plan::owner_reference(&set)?;
+    let controller_ref = plan::owner_reference(&set).map_err(ReconcileError::Plan)?;
     for pod in plan.adopt_pods.iter().chain(&plan.release_pods) {
         let Some(current) = listed_pods.iter().find(|p| p.name_any() == pod.name) else { continue };
         let mut references: Vec<_> =
