@@ -154,6 +154,26 @@ impl Cluster {
         self.kubectl_command(args).output().context("running kubectl")
     }
 
+    /// kubectl's output, or empty text when kubectl failed: for conditions polled until they hold.
+    pub fn kubectl_output(&self, args: &[&str]) -> String {
+        self.kubectl(args).ok().and_then(|o| stdout_of(&o).ok()).unwrap_or_default()
+    }
+
+    /// Who holds the controller lease, as `server` answers (None when unknown or unheld).
+    pub fn lease_holder(&self, server: &str) -> Option<String> {
+        let holder = self.kubectl_output(&[
+            server,
+            "get",
+            "lease",
+            "flotilla-controller-manager",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ]);
+        (!holder.is_empty()).then_some(holder)
+    }
+
     /// Runs kubectl with `input` on stdin.
     pub fn kubectl_input(&self, args: &[&str], input: &str) -> anyhow::Result<Output> {
         let mut child = self

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, PatchParams, PostParams, Preconditions, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ReflectHandle, Store};
@@ -164,7 +164,23 @@ pub fn cache<K>(api: Api<K>, term: CancellationToken, changed: Option<Arc<Notify
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let (store, writer) = reflector::store();
+    cache_with(api, (), term, changed)
+}
+
+/// As [`cache`], for a kind known at run time (`dyntype`, e.g. a `DynamicObject`'s
+/// `ApiResource`).
+pub fn cache_with<K>(
+    api: Api<K>,
+    dyntype: K::DynamicType,
+    term: CancellationToken,
+    changed: Option<Arc<Notify>>,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Clone + Eq + std::hash::Hash + Send + Sync,
+{
+    let writer = reflector::store::Writer::new(dyntype);
+    let store = writer.as_reader();
     let events = reflector::reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
         .take_until(async move { term.cancelled().await });
@@ -179,27 +195,69 @@ where
     store
 }
 
-/// How many pod changes the shared pod watch buffers for its slowest subscriber before it
-/// waits for it.
+/// How many changes a shared watch buffers for its slowest subscriber before it waits for it.
 const SHARED_BUFFER: usize = 16_384;
 
-/// Starts one watch of every pod, shared by `subscribers` controllers, so each pod change is
-/// received and decoded once per master rather than once per controller. Each returned handle
-/// streams every pod that changes; the watch waits for the slowest handle once
-/// [`SHARED_BUFFER`] changes are pending, so every handle must be polled (or dropped).
-pub fn shared_pods(
-    client: kube::Client,
-    term: CancellationToken,
-    subscribers: usize,
-) -> Vec<ReflectHandle<Pod>> {
-    let (_, writer) = reflector::store_shared(SHARED_BUFFER);
+/// One watch of every `K`, shared by several controllers, so each change is received and
+/// decoded once per master rather than once per controller: a cache of every `K`, and one
+/// handle per subscriber streaming every `K` that changes.
+pub struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
+    pub store: Store<K>,
+    pub handles: Vec<ReflectHandle<K>>,
+}
+
+/// Starts a shared watch of every `K` with `subscribers` handles; it runs until `term` ends.
+/// The watch waits for the slowest handle once [`SHARED_BUFFER`] changes are pending, so every
+/// handle must be polled (or dropped).
+pub fn shared<K>(client: kube::Client, term: CancellationToken, subscribers: usize) -> Shared<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store_shared(SHARED_BUFFER);
     // A writer made by `store_shared` has a dispatcher, so `subscribe` always answers.
-    let handles: Vec<ReflectHandle<Pod>> =
+    let handles: Vec<ReflectHandle<K>> =
         (0..subscribers).filter_map(|_| writer.subscribe()).collect();
-    let events = watcher(Api::<Pod>::all(client), watcher::Config::default())
+    let events = watcher(Api::<K>::all(client), watcher::Config::default())
         .default_backoff()
         .reflect_shared(writer)
         .take_until(async move { term.cancelled().await });
     tokio::spawn(events.for_each(|_| async {}));
-    handles
+    Shared { store, handles }
+}
+
+/// Writes `object`'s status subresource, conditional on the resourceVersion it carries (the
+/// one the reconcile read). Returns false when the object changed meanwhile: the next reconcile
+/// sees the newer version, and a stale view never overwrites it.
+pub async fn write_status<K>(
+    api: &Api<K>,
+    params: &PostParams,
+    object: &K,
+) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    match api.replace_status(&name, params, object).await {
+        Ok(_) => Ok(true),
+        Err(err) if conflict(&err) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// `object`'s ownerReferences without any to `owner`'s uid, with `owner` added back when
+/// `keep` (adoption) and left out otherwise (release).
+pub fn references_with<K: Resource>(
+    object: &K,
+    owner: &OwnerReference,
+    keep: bool,
+) -> Vec<OwnerReference> {
+    let mut references: Vec<OwnerReference> = kube::ResourceExt::owner_references(object)
+        .iter()
+        .filter(|r| r.uid != owner.uid)
+        .cloned()
+        .collect();
+    if keep {
+        references.push(owner.clone());
+    }
+    references
 }

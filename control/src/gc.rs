@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
@@ -22,14 +21,13 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::Store;
 use kube::ResourceExt;
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::{conflict, not_found};
+use crate::controller::{cache_with, conflict, not_found};
 
 /// The shortest time between two rounds.
 const ROUND: Duration = Duration::from_secs(1);
@@ -68,18 +66,8 @@ fn cache(
     changed: Arc<Notify>,
     term: CancellationToken,
 ) -> Cache {
-    let writer = reflector::store::Writer::new(resource.clone());
-    let store = writer.as_reader();
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-    let events = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .take_until(async move { term.cancelled().await });
-    tokio::spawn(async move {
-        let mut events = std::pin::pin!(events);
-        while events.next().await.is_some() {
-            changed.notify_one();
-        }
-    });
+    let store = cache_with(api, resource.clone(), term, Some(changed));
     Cache { resource, store }
 }
 

@@ -18,6 +18,7 @@ mod history;
 mod job;
 mod lease;
 mod nodes;
+mod objects;
 mod quantity;
 mod replicaset;
 mod scheduler;
@@ -30,6 +31,7 @@ mod volumes;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::{Node, Pod};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -72,23 +74,32 @@ impl ControlPlane {
         tasks.spawn(elector.lead(shutdown.clone(), move |term| {
             let client = (*controllers).clone();
             async move {
-                // Pods are watched once for the controllers that own or select them.
-                let mut pods = controller::shared_pods(client.clone(), term.clone(), 5).into_iter();
+                // Pods and nodes are watched once for the controllers that need them.
+                let pods = controller::shared::<Pod>(client.clone(), term.clone(), 5);
+                let nodes = controller::shared::<Node>(client.clone(), term.clone(), 2);
+                let mut pods = pods.handles.into_iter();
                 let (Some(rs), Some(sts), Some(ds), Some(jobs), Some(endpoints)) =
                     (pods.next(), pods.next(), pods.next(), pods.next(), pods.next())
                 else {
                     return;
                 };
+                let mut node_changes = nodes.handles.into_iter();
+                let (Some(ds_nodes), Some(volume_nodes)) =
+                    (node_changes.next(), node_changes.next())
+                else {
+                    return;
+                };
+                let node_cache = nodes.store;
                 tokio::join!(
                     replicaset::run(client.clone(), term.clone(), rs),
                     statefulset::run(client.clone(), term.clone(), sts),
-                    daemonset::run(client.clone(), term.clone(), ds),
+                    daemonset::run(client.clone(), term.clone(), ds, node_cache.clone(), ds_nodes),
                     job::run(client.clone(), term.clone(), jobs),
                     cronjob::run(client.clone(), term.clone()),
-                    endpoints::run(client.clone(), term.clone(), endpoints),
-                    volumes::run(client.clone(), term.clone()),
+                    endpoints::run(client.clone(), term.clone(), endpoints, node_cache.clone()),
+                    volumes::run(client.clone(), term.clone(), node_cache.clone(), volume_nodes),
                     serviceaccounts::run(client.clone(), term.clone()),
-                    nodes::run(client.clone(), term.clone()),
+                    nodes::run(client.clone(), term.clone(), node_cache),
                     deployment::run(client.clone(), term.clone()),
                     scheduling::run(client.clone(), term.clone()),
                     gc::run(client, term),

@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 fn get(cluster: &Cluster, server: &str, args: &[&str]) -> String {
     let mut all = vec![server];
     all.extend_from_slice(args);
-    cluster.kubectl(&all).ok().and_then(|o| stdout_of(&o).ok()).unwrap_or_default()
+    cluster.kubectl_output(&all)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,22 +43,6 @@ fn active_pods(cluster: &Cluster, server: &str) -> Vec<String> {
         .collect()
 }
 
-fn lease_holder(cluster: &Cluster, server: &str) -> Option<String> {
-    let output = cluster
-        .kubectl(&[
-            server,
-            "get",
-            "lease",
-            "flotilla-controller-manager",
-            "-n",
-            "kube-system",
-            "-o",
-            "jsonpath={.spec.holderIdentity}",
-        ])
-        .ok()?;
-    stdout_of(&output).ok().filter(|holder| !holder.is_empty())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controllers_keep_replicas_schedule_roll_out_collect_and_fail_over() -> anyhow::Result<()> {
     eprintln!("--- start a 3-master cluster");
@@ -67,7 +51,7 @@ async fn controllers_keep_replicas_schedule_roll_out_collect_and_fail_over() -> 
 
     eprintln!("--- one master holds the controller lease");
     wait_until(Duration::from_secs(20), "a lease holder", || async {
-        lease_holder(&cluster, &first).is_some()
+        cluster.lease_holder(&first).is_some()
     })
     .await?;
 
@@ -198,7 +182,7 @@ async fn controllers_keep_replicas_schedule_roll_out_collect_and_fail_over() -> 
     assert!(history.contains("1 ") && history.contains("2 "), "{history}");
 
     eprintln!("--- kill -9 the lease holder; another master takes over and keeps reconciling");
-    let holder = lease_holder(&cluster, &first).ok_or_else(|| anyhow::anyhow!("no holder"))?;
+    let holder = cluster.lease_holder(&first).ok_or_else(|| anyhow::anyhow!("no holder"))?;
     let victim = cluster
         .members
         .iter()
@@ -209,7 +193,7 @@ async fn controllers_keep_replicas_schedule_roll_out_collect_and_fail_over() -> 
     let killed = Instant::now();
     cluster.signal(victim, Signal::SIGKILL)?;
     wait_until(Duration::from_secs(20), "a new lease holder", || async {
-        lease_holder(&cluster, &server).is_some_and(|h| h != holder)
+        cluster.lease_holder(&server).is_some_and(|h| h != holder)
     })
     .await?;
     eprintln!("takeover after {:.2} s", killed.elapsed().as_secs_f64());

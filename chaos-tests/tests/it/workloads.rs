@@ -120,11 +120,6 @@ fn apply(cluster: &Cluster, server: &str, manifest: &str) -> anyhow::Result<Stri
     stdout_of(&cluster.kubectl_input(&[server, "apply", "-f", "-"], manifest)?)
 }
 
-/// kubectl output, or empty when kubectl failed (for polling).
-fn poll(cluster: &Cluster, args: &[&str]) -> String {
-    cluster.kubectl(args).ok().and_then(|o| stdout_of(&o).ok()).unwrap_or_default()
-}
-
 fn is_ready(pod: &Value) -> bool {
     pod["status"]["conditions"]
         .as_array()
@@ -190,10 +185,15 @@ impl Monitor {
 
 /// Pods per node of the pods labelled `selector`, excluding those being deleted.
 fn pods_per_node(cluster: &Cluster, server: &str, selector: &str) -> BTreeMap<String, usize> {
-    let text = poll(
-        cluster,
-        &[server, "get", "pods", "-l", selector, "-o", "jsonpath={range .items[*]}{.spec.nodeName}={.metadata.deletionTimestamp}{\"\\n\"}{end}"],
-    );
+    let text = cluster.kubectl_output(&[
+        server,
+        "get",
+        "pods",
+        "-l",
+        selector,
+        "-o",
+        "jsonpath={range .items[*]}{.spec.nodeName}={.metadata.deletionTimestamp}{\"\\n\"}{end}",
+    ]);
     let mut counts = BTreeMap::new();
     for line in text.lines() {
         if let Some(node) = line.strip_suffix('=') {
@@ -218,10 +218,10 @@ async fn register_nodes(cluster: &Cluster, server: &str) -> anyhow::Result<()> {
 fn rollout_status(cluster: &Cluster, server: &str, what: &str) -> anyhow::Result<String> {
     let outcome = kubectl(cluster, &[server, "rollout", "status", what, "--timeout=90s"]);
     if outcome.is_err() {
-        eprintln!("{}", poll(cluster, &[server, "get", what, "-o", "yaml"]));
+        eprintln!("{}", cluster.kubectl_output(&[server, "get", what, "-o", "yaml"]));
         eprintln!(
             "{}",
-            poll(cluster, &[server, "get", "pods,rs,controllerrevisions", "-o", "wide"])
+            cluster.kubectl_output(&[server, "get", "pods,rs,controllerrevisions", "-o", "wide"])
         );
     }
     outcome
@@ -268,8 +268,8 @@ async fn workloads_roll_out_order_complete_and_place_as_kubernetes_does() -> any
 
     eprintln!("--- the Service gets an EndpointSlice and Endpoints with all 20 ready pods");
     wait_until(Duration::from_secs(30), "20 endpoints", || async {
-        let slice = poll(&cluster, &[s, "get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "jsonpath={range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{\" \"}{end}"]);
-        let endpoints = poll(&cluster, &[s, "get", "endpoints", "web", "-o", "jsonpath={.subsets[*].addresses[*].ip}"]);
+        let slice = cluster.kubectl_output(&[s, "get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "jsonpath={range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{\" \"}{end}"]);
+        let endpoints = cluster.kubectl_output(&[s, "get", "endpoints", "web", "-o", "jsonpath={.subsets[*].addresses[*].ip}"]);
         slice.split_whitespace().count() == 20 && endpoints.split_whitespace().count() == 20
     })
     .await?;
@@ -302,10 +302,15 @@ async fn workloads_roll_out_order_complete_and_place_as_kubernetes_does() -> any
         bounds.fewest_ready >= REPLICAS - MAX_UNAVAILABLE,
         "fewer than replicas - maxUnavailable ready: {bounds:?}"
     );
-    let images = poll(
-        &cluster,
-        &[s, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.containers[0].image}"],
-    );
+    let images = cluster.kubectl_output(&[
+        s,
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
     assert!(images.split_whitespace().all(|i| i == "busybox:1.37"), "{images}");
 
     eprintln!("--- rollout undo brings the first template back as revision 3");
@@ -429,9 +434,8 @@ async fn workloads_roll_out_order_complete_and_place_as_kubernetes_does() -> any
     )?;
     kubectl(&cluster, &[s, "wait", "--for=condition=Ready", "pod/tolerant", "--timeout=30s"])?;
     wait_until(Duration::from_secs(30), "FailedScheduling for the intolerant pod", || async {
-        poll(
-            &cluster,
-            &[
+        cluster
+            .kubectl_output(&[
                 s,
                 "get",
                 "events",
@@ -439,9 +443,8 @@ async fn workloads_roll_out_order_complete_and_place_as_kubernetes_does() -> any
                 "involvedObject.name=intolerant,reason=FailedScheduling",
                 "-o",
                 "jsonpath={.items[*].message}",
-            ],
-        )
-        .contains("1 node(s) had untolerated taint {dedicated: gpu}")
+            ])
+            .contains("1 node(s) had untolerated taint {dedicated: gpu}")
     })
     .await?;
     let node =
@@ -451,10 +454,14 @@ async fn workloads_roll_out_order_complete_and_place_as_kubernetes_does() -> any
     eprintln!("--- a claim binds to a matching volume");
     apply(&cluster, s, VOLUME)?;
     wait_until(Duration::from_secs(30), "the claim bound", || async {
-        poll(
-            &cluster,
-            &[s, "get", "pvc", "data", "-o", "jsonpath={.status.phase}/{.spec.volumeName}"],
-        ) == "Bound/disk-1"
+        cluster.kubectl_output(&[
+            s,
+            "get",
+            "pvc",
+            "data",
+            "-o",
+            "jsonpath={.status.phase}/{.spec.volumeName}",
+        ]) == "Bound/disk-1"
     })
     .await?;
     let volume = kubectl(
@@ -466,14 +473,16 @@ async fn workloads_roll_out_order_complete_and_place_as_kubernetes_does() -> any
     eprintln!("--- a new namespace gets its default ServiceAccount");
     kubectl(&cluster, &[s, "create", "namespace", "team"])?;
     wait_until(Duration::from_secs(30), "the default service account", || async {
-        poll(&cluster, &[s, "get", "serviceaccount", "default", "-n", "team", "-o", "name"]).trim()
+        cluster
+            .kubectl_output(&[s, "get", "serviceaccount", "default", "-n", "team", "-o", "name"])
+            .trim()
             == "serviceaccount/default"
     })
     .await?;
 
     eprintln!("--- the CronJob fired on schedule and its Job completed");
     wait_until(Duration::from_secs(90), "a completed Job of the CronJob", || async {
-        poll(&cluster, &[s, "get", "jobs", "-o", "jsonpath={range .items[?(@.metadata.ownerReferences[0].name==\"tick\")]}{.status.succeeded}{\" \"}{end}"])
+        cluster.kubectl_output(&[s, "get", "jobs", "-o", "jsonpath={range .items[?(@.metadata.ownerReferences[0].name==\"tick\")]}{.status.succeeded}{\" \"}{end}"])
             .split_whitespace()
             .any(|n| n == "1")
     })
@@ -500,13 +509,15 @@ async fn workloads_roll_out_order_complete_and_place_as_kubernetes_does() -> any
         Duration::from_secs(30),
         "the Deployment's ReplicaSets and pods collected",
         || async {
-            poll(&cluster, &[s, "get", "rs,pods", "-l", "app=web", "-o", "name"]).trim().is_empty()
+            cluster
+                .kubectl_output(&[s, "get", "rs,pods", "-l", "app=web", "-o", "name"])
+                .trim()
+                .is_empty()
         },
     )
     .await?;
-    let owners: BTreeSet<String> = poll(
-        &cluster,
-        &[
+    let owners: BTreeSet<String> = cluster
+        .kubectl_output(&[
             s,
             "get",
             "pods",
@@ -514,30 +525,12 @@ async fn workloads_roll_out_order_complete_and_place_as_kubernetes_does() -> any
             "app=agent",
             "-o",
             "jsonpath={.items[*].metadata.ownerReferences[*].kind}",
-        ],
-    )
-    .split_whitespace()
-    .map(str::to_string)
-    .collect();
+        ])
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     assert!(owners.is_empty(), "orphans have no owner: {owners:?}");
     Ok(())
-}
-
-fn lease_holder(cluster: &Cluster, server: &str) -> Option<String> {
-    let holder = poll(
-        cluster,
-        &[
-            server,
-            "get",
-            "lease",
-            "flotilla-controller-manager",
-            "-n",
-            "kube-system",
-            "-o",
-            "jsonpath={.spec.holderIdentity}",
-        ],
-    );
-    (!holder.is_empty()).then_some(holder)
 }
 
 /// The `spec.replicas` of each ReplicaSet of the web Deployment, by name.
@@ -565,11 +558,10 @@ async fn a_rollout_survives_the_kill_of_the_controller_lease_holder() -> anyhow:
     let cluster = Cluster::start(3)?;
     let first = format!("--server={}", cluster.members[0].api_url()?);
     wait_until(Duration::from_secs(20), "a lease holder", || async {
-        lease_holder(&cluster, &first).is_some()
+        cluster.lease_holder(&first).is_some()
     })
     .await?;
-    let holder =
-        lease_holder(&cluster, &first).ok_or_else(|| anyhow::anyhow!("no lease holder"))?;
+    let holder = cluster.lease_holder(&first).ok_or_else(|| anyhow::anyhow!("no lease holder"))?;
     let victim = cluster
         .members
         .iter()
@@ -612,7 +604,7 @@ async fn a_rollout_survives_the_kill_of_the_controller_lease_holder() -> anyhow:
     let killed = Instant::now();
     cluster.signal(victim, Signal::SIGKILL)?;
     wait_until(Duration::from_secs(20), "a new lease holder", || async {
-        lease_holder(&cluster, s).is_some_and(|h| h != holder)
+        cluster.lease_holder(s).is_some_and(|h| h != holder)
     })
     .await?;
     let takeover = killed.elapsed();
@@ -641,10 +633,15 @@ async fn a_rollout_survives_the_kill_of_the_controller_lease_holder() -> anyhow:
             "beyond replicas + maxSurge: {sizes:?}"
         );
     }
-    let images = poll(
-        &cluster,
-        &[s, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.containers[0].image}"],
-    );
+    let images = cluster.kubectl_output(&[
+        s,
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
     assert_eq!(
         images.split_whitespace().filter(|i| *i == "busybox:1.37").count(),
         REPLICAS as usize,

@@ -17,7 +17,7 @@ use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::{self, already_exists, conflict, delete_if_uid, soon, Context};
+use crate::controller::{self, already_exists, delete_if_uid, soon, write_status, Context};
 
 /// The field manager and event source the controller writes as.
 const MANAGER: &str = "cronjob-controller";
@@ -72,13 +72,9 @@ async fn reconcile(cron: Arc<CronJob>, context: Arc<Context>) -> Result<Action, 
     if let Some(status) = status {
         let mut updated = (*cron).clone();
         updated.status = Some(status);
-        match Api::<CronJob>::namespaced(context.client.clone(), &namespace)
-            .replace_status(&cron.name_any(), &context.post(), &updated)
-            .await
-        {
-            Ok(_) => {}
-            Err(err) if conflict(&err) => return Ok(soon()),
-            Err(err) => return Err(err.into()),
+        let crons = Api::<CronJob>::namespaced(context.client.clone(), &namespace);
+        if !write_status(&crons, &context.post(), &updated).await? {
+            return Ok(soon());
         }
     }
     for event in &plan.events {

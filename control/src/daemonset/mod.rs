@@ -22,7 +22,10 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::{self, already_exists, conflict, delete_if_uid, not_found, soon, Context};
+use crate::controller::{
+    self, already_exists, conflict, delete_if_uid, not_found, references_with, soon, write_status,
+    Context,
+};
 use crate::events::EventType;
 use plan::{FailedPodBackoff, CONTROLLER_REVISION_HASH_LABEL};
 
@@ -38,19 +41,21 @@ pub struct State {
 }
 
 /// Runs the controller until `term` is cancelled.
-pub async fn run(client: kube::Client, term: CancellationToken, pods: ReflectHandle<Pod>) {
-    let nodes = controller::cache(Api::<Node>::all(client.clone()), term.clone(), None);
-    let node_events: Api<Node> = Api::all(client.clone());
+pub async fn run(
+    client: kube::Client,
+    term: CancellationToken,
+    pods: ReflectHandle<Pod>,
+    nodes: Store<Node>,
+    node_changes: ReflectHandle<Node>,
+) {
     let revisions: Api<ControllerRevision> = Api::all(client.clone());
     let owns = move |c: Controller<DaemonSet>| {
         let sets = c.store();
-        c.owns_shared_stream(pods).owns(revisions, watcher::Config::default()).watches(
-            node_events,
-            watcher::Config::default(),
-            move |_: Node| {
+        c.owns_shared_stream(pods)
+            .owns(revisions, watcher::Config::default())
+            .watches_shared_stream(node_changes, move |_: Arc<Node>| {
                 sets.state().iter().map(|set| ObjectRef::from_obj(&**set)).collect::<Vec<_>>()
-            },
-        )
+            })
     };
     let state = State { nodes, backoff: Mutex::default() };
     controller::run_with(client, term, MANAGER, reconcile, owns, state).await;
@@ -74,29 +79,11 @@ where
     }
 }
 
-/// The ownerReferences of `object` with this DaemonSet's added or (`keep: false`) removed.
-fn references_with<K: Resource>(
-    object: Option<&K>,
-    owner: &serde_json::Value,
-    uid: &str,
-    keep: bool,
-) -> Vec<serde_json::Value> {
-    let mut references: Vec<serde_json::Value> = object
-        .map(|o| o.owner_references().iter().filter_map(|r| serde_json::to_value(r).ok()).collect())
-        .unwrap_or_default();
-    references.retain(|r| r["uid"] != uid);
-    if keep {
-        references.push(owner.clone());
-    }
-    references
-}
-
 async fn reconcile(
     set: Arc<DaemonSet>,
     context: Arc<Context<State>>,
 ) -> Result<Action, ReconcileError> {
     let namespace = set.namespace().unwrap_or_default();
-    let name = set.name_any();
     let uid = set.uid().unwrap_or_default();
     let client = &context.client;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
@@ -132,7 +119,7 @@ async fn reconcile(
                     plan.status.clone().or_else(|| set.status.clone()).unwrap_or_default();
                 status.collision_count = Some(status.collision_count.unwrap_or(0) + 1);
                 updated.status = Some(status);
-                let _ = sets.replace_status(&name, &post, &updated).await;
+                write_status(&sets, &post, &updated).await?;
                 return Ok(soon());
             }
             Err(err) => return Err(err.into()),
@@ -145,13 +132,14 @@ async fn reconcile(
             Err(err) => return Err(err.into()),
         }
     }
-    let owner = serde_json::to_value(plan::owner_reference(&set).map_err(ReconcileError::Plan)?)
-        .unwrap_or_default();
+    let owner = plan::owner_reference(&set).map_err(ReconcileError::Plan)?;
     for revision in &plan.adopt_revisions {
-        let current = listed_revisions.iter().find(|r| r.name_any() == revision.name);
+        let Some(current) = listed_revisions.iter().find(|r| r.name_any() == revision.name) else {
+            continue;
+        };
         let metadata = json!({
             "uid": revision.uid,
-            "ownerReferences": references_with(current, &owner, &uid, true),
+            "ownerReferences": references_with(current, &owner, true),
         });
         if !patch_metadata(&revisions, &context, &revision.name, metadata).await? {
             return Ok(soon());
@@ -159,10 +147,10 @@ async fn reconcile(
     }
     let ownership = plan.adopt_pods.iter().map(|p| (p, true));
     for (pod, keep) in ownership.chain(plan.release_pods.iter().map(|p| (p, false))) {
-        let current = listed_pods.iter().find(|p| p.name_any() == pod.name);
+        let Some(current) = listed_pods.iter().find(|p| p.name_any() == pod.name) else { continue };
         let metadata = json!({
             "uid": pod.uid,
-            "ownerReferences": references_with(current, &owner, &uid, keep),
+            "ownerReferences": references_with(current, &owner, keep),
         });
         if !patch_metadata(&pods, &context, &pod.name, metadata).await? {
             return Ok(soon());
@@ -206,10 +194,8 @@ async fn reconcile(
     if let Some(status) = plan.status.clone() {
         let mut updated = (*set).clone();
         updated.status = Some(status);
-        match sets.replace_status(&name, &post, &updated).await {
-            Ok(_) => {}
-            Err(err) if conflict(&err) => return Ok(soon()),
-            Err(err) => return Err(err.into()),
+        if !write_status(&sets, &post, &updated).await? {
+            return Ok(soon());
         }
     }
     Ok(controller::recheck(plan.recheck_after))

@@ -9,15 +9,14 @@
 mod plan;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::{self, conflict, Context};
+use crate::controller::{self, conflict, delete_if_uid, soon, write_status, Context};
 use crate::events::EventType;
 
 /// The field manager the controller writes as.
@@ -48,7 +47,7 @@ async fn reconcile(
         .collect();
     let plan =
         plan::plan(&deployment, &owned, jiff::Timestamp::now()).map_err(ReconcileError::Plan)?;
-    let post = PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() };
+    let post = context.post();
     if let Some(new_set) = &plan.create {
         match sets.create(&post, new_set).await {
             Ok(created) => {
@@ -56,7 +55,7 @@ async fn reconcile(
                 scaled(&context, &deployment, &created.name_any(), 0, to).await;
             }
             // Created by an earlier reconcile whose answer was lost: the next one sees it.
-            Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
+            Err(err) if conflict(&err) => return Ok(soon()),
             Err(err) => return Err(err.into()),
         }
     }
@@ -71,38 +70,24 @@ async fn reconcile(
                     scaled(&context, &deployment, &set.name_any(), from, replicas(set)).await;
                 }
             }
-            Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
+            Err(err) if conflict(&err) => return Ok(soon()),
             Err(err) => return Err(err.into()),
         }
     }
     for name in &plan.delete {
         let uid = owned.iter().find(|s| s.name_any() == *name).and_then(|s| s.uid());
-        let params = DeleteParams {
-            preconditions: Some(Preconditions { uid, resource_version: None }),
-            ..DeleteParams::default()
-        };
-        match sets.delete(name, &params).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
-            Err(err) => return Err(err.into()),
-        }
+        delete_if_uid(&sets, name, uid, None).await?;
     }
     if let Some(status) = plan.status {
         let deployments: Api<Deployment> = Api::namespaced(context.client.clone(), &namespace);
         let mut updated = (*deployment).clone();
         updated.status = Some(status);
-        match deployments.replace_status(&deployment.name_any(), &post, &updated).await {
-            Ok(_) => {}
-            Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
-            Err(err) => return Err(err.into()),
+        if !write_status(&deployments, &post, &updated).await? {
+            return Ok(soon());
         }
     }
     // Progress deadlines come with no event: look again when one is due.
-    let recheck = plan
-        .recheck_after
-        .and_then(|after| Duration::try_from(after).ok())
-        .unwrap_or(Duration::from_secs(300));
-    Ok(Action::requeue(recheck))
+    Ok(controller::recheck(plan.recheck_after))
 }
 
 /// Records a `ScalingReplicaSet` event as the Deployment controller words it.

@@ -34,19 +34,15 @@ const MANAGER: &str = "endpointslice-controller";
 /// Label naming the Service a slice belongs to.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error(transparent)]
-    Api(#[from] kube::Error),
-    #[error(transparent)]
-    Slices(#[from] slices::PlanError),
-    #[error(transparent)]
-    Subsets(#[from] subsets::PlanError),
-}
+type ReconcileError = controller::ReconcileError<service_pods::PlanError>;
 
 /// Runs the controllers until `term` is cancelled.
-pub async fn run(client: kube::Client, term: CancellationToken, pods: ReflectHandle<Pod>) {
-    let nodes = controller::cache(Api::<Node>::all(client.clone()), term.clone(), None);
+pub async fn run(
+    client: kube::Client,
+    term: CancellationToken,
+    pods: ReflectHandle<Pod>,
+    nodes: Store<Node>,
+) {
     let slices: Api<EndpointSlice> = Api::all(client.clone());
     let owns = move |c: Controller<Service>| {
         let services = c.store();
@@ -105,7 +101,8 @@ async fn reconcile(
         .items;
     let nodes: Vec<Node> = context.state.state().iter().map(|n| (**n).clone()).collect();
 
-    let plan = slices::plan(&service, &selected, &existing_slices, &nodes)?;
+    let plan = slices::plan(&service, &selected, &existing_slices, &nodes)
+        .map_err(ReconcileError::Plan)?;
     let post = context.post();
     for slice in &plan.create {
         slice_api.create(&post, slice).await?;
@@ -123,7 +120,8 @@ async fn reconcile(
 
     let endpoints_api: Api<Endpoints> = Api::namespaced(client.clone(), &namespace);
     let existing = endpoints_api.get_opt(&name).await?;
-    if let Some(endpoints) = subsets::plan(&service, &selected, existing.as_ref())? {
+    let planned = subsets::plan(&service, &selected, existing.as_ref());
+    if let Some(endpoints) = planned.map_err(ReconcileError::Plan)? {
         let written = match &existing {
             Some(_) => endpoints_api.replace(&name, &post, &endpoints).await,
             None => endpoints_api.create(&post, &endpoints).await,

@@ -22,6 +22,14 @@ pub(crate) enum Family {
     V6,
 }
 
+/// Why no plan could be made for a Service.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// A field the controller needs is absent.
+    #[error("service has no {field}")]
+    MissingField { field: &'static str },
+}
+
 impl Family {
     /// Returns the EndpointSlice `addressType` for this family.
     pub(crate) fn address_type(self) -> &'static str {
@@ -62,15 +70,6 @@ pub(crate) fn belongs_in_endpoints(pod: &Pod, include_terminating: bool) -> bool
             || status.pod_ips.as_ref().is_some_and(|ips| !ips.is_empty())
     });
     has_ip && (include_terminating || pod.metadata.deletion_timestamp.is_none())
-}
-
-/// Returns whether the pod's `Ready` condition is `True`.
-pub(crate) fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|status| status.conditions.as_ref())
-        .and_then(|conditions| conditions.iter().find(|condition| condition.type_ == "Ready"))
-        .is_some_and(|ready| ready.status == "True")
 }
 
 /// Returns the pod's IPs in `status.podIPs` order, falling back to `status.podIP` when the list

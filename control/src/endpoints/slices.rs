@@ -31,10 +31,11 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::service_pods::{
-    belongs_in_endpoints, has_cluster_ip, is_headless, is_ready, managed_selector, parse_ip,
-    pod_ips, pod_reference, protocol, published_hostname, selects, target_port,
-    without_resource_version, Family, LAST_CHANGE_TRIGGER_TIME_ANNOTATION,
+    belongs_in_endpoints, has_cluster_ip, is_headless, managed_selector, parse_ip, pod_ips,
+    pod_reference, protocol, published_hostname, selects, target_port, without_resource_version,
+    Family, PlanError, LAST_CHANGE_TRIGGER_TIME_ANNOTATION,
 };
+use crate::objects::is_ready;
 
 #[cfg(test)]
 mod tests;
@@ -72,14 +73,6 @@ pub struct Plan {
 pub struct SliceRef {
     pub name: String,
     pub uid: Option<String>,
-}
-
-/// Why no plan could be made for a Service.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
-    /// A field the controller needs is absent.
-    #[error("service has no {field}")]
-    MissingField { field: &'static str },
 }
 
 /// Returns what the controller should write for `service`, given the pods of its namespace, the

@@ -29,10 +29,11 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::service_pods::{
-    belongs_in_endpoints, has_cluster_ip, is_headless, is_ready, managed_selector, parse_ip,
-    pod_ips, pod_reference, protocol, published_hostname, selects, target_port,
-    without_resource_version, Family, HEADLESS_LABEL, LAST_CHANGE_TRIGGER_TIME_ANNOTATION,
+    belongs_in_endpoints, has_cluster_ip, is_headless, managed_selector, parse_ip, pod_ips,
+    pod_reference, protocol, published_hostname, selects, target_port, without_resource_version,
+    Family, PlanError, HEADLESS_LABEL, LAST_CHANGE_TRIGGER_TIME_ANNOTATION,
 };
+use crate::objects::is_ready;
 
 #[cfg(test)]
 mod tests;
@@ -43,14 +44,6 @@ pub const MAX_CAPACITY: usize = 1000;
 pub const OVER_CAPACITY_ANNOTATION: &str = "endpoints.kubernetes.io/over-capacity";
 /// Value of [`OVER_CAPACITY_ANNOTATION`].
 pub const TRUNCATED: &str = "truncated";
-
-/// Why no plan could be made for a Service.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
-    /// A field the controller needs is absent.
-    #[error("service has no {field}")]
-    MissingField { field: &'static str },
-}
 
 /// Returns the Endpoints to write for `service`, or `None` when `existing` is already right or
 /// the Service is not managed.

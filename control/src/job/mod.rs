@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ListParams, Patch, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ReflectHandle;
@@ -19,7 +20,9 @@ use kube::ResourceExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::{self, conflict, delete_if_uid, not_found, soon, Context};
+use crate::controller::{
+    self, conflict, delete_if_uid, not_found, references_with, soon, write_status, Context,
+};
 use plan::{PodRef, TRACKING_FINALIZER};
 
 /// The field manager and event source the controller writes as.
@@ -33,20 +36,28 @@ pub async fn run(client: kube::Client, term: CancellationToken, pods: ReflectHan
     controller::run_with(client, term, MANAGER, reconcile, owns, ()).await;
 }
 
-/// Patches `pod`'s ownerReferences and finalizers, conditional on the version the plan read.
-/// Returns false when the pod changed or vanished meanwhile (the next reconcile looks again).
+/// Rewrites `pod`'s ownerReferences (adding or dropping `ownership.0` as `ownership.1` says,
+/// or keeping them) and its tracking finalizer (present when `tracked`), conditional on the
+/// version the plan read. Returns false when the pod changed or vanished meanwhile (the next
+/// reconcile looks again).
 async fn rewrite_pod(
     pods: &Api<Pod>,
     context: &Context,
     pod: &PodRef,
     listed: &[Pod],
-    edit: impl FnOnce(&mut Vec<serde_json::Value>, &mut Vec<String>),
+    ownership: Option<(&OwnerReference, bool)>,
+    tracked: bool,
 ) -> Result<bool, kube::Error> {
     let Some(current) = listed.iter().find(|p| p.name_any() == pod.name) else { return Ok(true) };
-    let mut references: Vec<serde_json::Value> =
-        current.owner_references().iter().filter_map(|r| serde_json::to_value(r).ok()).collect();
-    let mut finalizers = current.finalizers().to_vec();
-    edit(&mut references, &mut finalizers);
+    let references = match ownership {
+        Some((owner, keep)) => references_with(current, owner, keep),
+        None => current.owner_references().to_vec(),
+    };
+    let mut finalizers: Vec<String> =
+        current.finalizers().iter().filter(|f| *f != TRACKING_FINALIZER).cloned().collect();
+    if tracked {
+        finalizers.push(TRACKING_FINALIZER.into());
+    }
     let body = json!({
         "metadata": {
             "uid": pod.uid,
@@ -70,39 +81,23 @@ async fn reconcile(job: Arc<Job>, context: Arc<Context>) -> Result<Action, Recon
     let listed = pods.list(&ListParams::default()).await?.items;
     let now = jiff::Timestamp::now();
     let plan = plan::plan(&job, &listed, now).map_err(ReconcileError::Plan)?;
-    let owner = serde_json::to_value(plan::owner_reference(&job).map_err(ReconcileError::Plan)?)
-        .unwrap_or_default();
-    let drop_tracking =
-        |finalizers: &mut Vec<String>| finalizers.retain(|f| f != TRACKING_FINALIZER);
+    let owner = plan::owner_reference(&job).map_err(ReconcileError::Plan)?;
 
     for pod in &plan.adopt {
-        let adopted = rewrite_pod(&pods, &context, pod, &listed, |references, finalizers| {
-            references.push(owner.clone());
-            if !finalizers.iter().any(|f| f == TRACKING_FINALIZER) {
-                finalizers.push(TRACKING_FINALIZER.into());
-            }
-        });
-        if !adopted.await? {
+        if !rewrite_pod(&pods, &context, pod, &listed, Some((&owner, true)), true).await? {
             return Ok(soon());
         }
     }
     for pod in &plan.release {
-        let released = rewrite_pod(&pods, &context, pod, &listed, |references, finalizers| {
-            references.retain(|r| r["uid"] != uid.as_str());
-            drop_tracking(finalizers);
-        });
-        if !released.await? {
+        if !rewrite_pod(&pods, &context, pod, &listed, Some((&owner, false)), false).await? {
             return Ok(soon());
         }
     }
     for deletion in &plan.delete {
-        if deletion.remove_finalizer_first {
-            let edit = |_: &mut Vec<serde_json::Value>, finalizers: &mut Vec<String>| {
-                drop_tracking(finalizers)
-            };
-            if !rewrite_pod(&pods, &context, &deletion.pod, &listed, edit).await? {
-                return Ok(soon());
-            }
+        if deletion.remove_finalizer_first
+            && !rewrite_pod(&pods, &context, &deletion.pod, &listed, None, false).await?
+        {
+            return Ok(soon());
         }
         delete_if_uid(&pods, &deletion.pod.name, Some(deletion.pod.uid.clone()), None).await?;
     }
@@ -114,21 +109,14 @@ async fn reconcile(job: Arc<Job>, context: Arc<Context>) -> Result<Action, Recon
     if let Some(status) = plan.status.clone() {
         let mut updated = (*job).clone();
         updated.status = Some(status);
-        // Conditional on the version this reconcile read; nothing below runs if it fails.
-        match Api::<Job>::namespaced(context.client.clone(), &namespace)
-            .replace_status(&name, &context.post(), &updated)
-            .await
-        {
-            Ok(_) => {}
-            Err(err) if conflict(&err) => return Ok(soon()),
-            Err(err) => return Err(err.into()),
+        // Nothing below runs if it fails.
+        let jobs = Api::<Job>::namespaced(context.client.clone(), &namespace);
+        if !write_status(&jobs, &context.post(), &updated).await? {
+            return Ok(soon());
         }
     }
     for pod in &plan.remove_finalizers {
-        let edit = |_: &mut Vec<serde_json::Value>, finalizers: &mut Vec<String>| {
-            drop_tracking(finalizers)
-        };
-        if !rewrite_pod(&pods, &context, pod, &listed, edit).await? {
+        if !rewrite_pod(&pods, &context, pod, &listed, None, false).await? {
             return Ok(soon());
         }
     }

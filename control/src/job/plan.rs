@@ -30,6 +30,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 
 use crate::events::Event;
+use crate::objects::{controller_of, count};
 use crate::selector::Selector;
 
 mod indexes;
@@ -518,24 +519,12 @@ impl<'a> Sync<'a> {
     }
 }
 
-fn controller_of(pod: &Pod) -> Option<&OwnerReference> {
-    pod.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|reference| reference.controller == Some(true))
-}
-
 fn pod_ref(pod: &PodView<'_>) -> PodRef {
     PodRef {
         name: pod.name.to_owned(),
         uid: pod.uid.to_owned(),
         resource_version: pod.resource_version.to_owned(),
     }
-}
-
-fn count(n: usize) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// Truncates to whole seconds, the precision of `metav1.Time` on the wire.

@@ -37,8 +37,7 @@ pub struct State {
 }
 
 /// Runs the controller until `term` is cancelled.
-pub async fn run(client: kube::Client, term: CancellationToken) {
-    let nodes = controller::cache(Api::<Node>::all(client.clone()), term.clone(), None);
+pub async fn run(client: kube::Client, term: CancellationToken, nodes: Store<Node>) {
     let state = State { nodes, reserved: Mutex::default() };
     let nothing_else = |c: Controller<Node>| c;
     controller::run_with(client, term, MANAGER, reconcile, nothing_else, state).await;

@@ -10,18 +10,17 @@
 mod plan;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, ListParams, Patch};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ReflectHandle;
 use kube::ResourceExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::{self, conflict, Context};
+use crate::controller::{self, delete_if_uid, references_with, soon, write_status, Context};
 use crate::events::EventType;
 
 /// The field manager the controller writes as.
@@ -37,12 +36,11 @@ pub async fn run(client: kube::Client, term: CancellationToken, pods: ReflectHan
 
 async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action, ReconcileError> {
     let namespace = set.namespace().unwrap_or_default();
-    let name = set.name_any();
     let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
     let listed = pods.list(&ListParams::default()).await?;
     let plan =
         plan::plan(&set, &listed.items, jiff::Timestamp::now()).map_err(ReconcileError::Plan)?;
-    let post = PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() };
+    let post = context.post();
     for _ in 0..plan.create {
         let created = pods
             .create(&post, &plan::pod_from_template(&set).map_err(ReconcileError::Plan)?)
@@ -52,65 +50,35 @@ async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action
     }
     for victim in &plan.delete {
         let uid = listed.items.iter().find(|p| p.name_any() == *victim).and_then(|p| p.uid());
-        let params = DeleteParams {
-            preconditions: Some(Preconditions { uid, resource_version: None }),
-            ..DeleteParams::default()
-        };
-        match pods.delete(victim, &params).await {
-            Ok(_) => {
-                let message = format!("Deleted pod: {victim}");
-                context
-                    .recorder
-                    .record(&*set, EventType::Normal, "SuccessfulDelete", &message)
-                    .await;
-            }
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(err) => return Err(err.into()),
+        if delete_if_uid(&pods, victim, uid, None).await? {
+            let message = format!("Deleted pod: {victim}");
+            context.recorder.record(&*set, EventType::Normal, "SuccessfulDelete", &message).await;
         }
     }
-    let owner = serde_json::to_value(plan::owner_reference(&set).map_err(ReconcileError::Plan)?)
-        .unwrap_or_default();
-    let patch_params =
-        PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() };
+    let owner = plan::owner_reference(&set).map_err(ReconcileError::Plan)?;
     for pod in listed.items.iter() {
         let pod_name = pod.name_any();
-        let version = pod.resource_version().unwrap_or_default();
-        let references = if plan.adopt.contains(&pod_name) {
-            let mut references: Vec<serde_json::Value> = pod
-                .owner_references()
-                .iter()
-                .filter_map(|r| serde_json::to_value(r).ok())
-                .collect();
-            references.push(owner.clone());
-            references
+        let keep = if plan.adopt.contains(&pod_name) {
+            true
         } else if plan.release.contains(&pod_name) {
-            pod.owner_references()
-                .iter()
-                .filter(|r| r.uid != set.uid().unwrap_or_default())
-                .filter_map(|r| serde_json::to_value(r).ok())
-                .collect()
+            false
         } else {
             continue;
         };
+        let references = references_with(pod, &owner, keep);
+        let version = pod.resource_version().unwrap_or_default();
         let patch =
             json!({ "metadata": { "resourceVersion": version, "ownerReferences": references } });
-        pods.patch(&pod_name, &patch_params, &Patch::Merge(&patch)).await?;
+        pods.patch(&pod_name, &context.patch(), &Patch::Merge(&patch)).await?;
     }
     if let Some(status) = plan.status {
         let sets: Api<ReplicaSet> = Api::namespaced(context.client.clone(), &namespace);
         let mut updated = (*set).clone();
         updated.status = Some(status);
-        // Conditional on the version this reconcile read: a stale view never overwrites.
-        match sets.replace_status(&name, &post, &updated).await {
-            Ok(_) => {}
-            Err(err) if conflict(&err) => return Ok(Action::requeue(Duration::from_millis(100))),
-            Err(err) => return Err(err.into()),
+        if !write_status(&sets, &post, &updated).await? {
+            return Ok(soon());
         }
     }
     // Availability after minReadySeconds comes with no event: look again when it is due.
-    let recheck = plan
-        .recheck_after
-        .and_then(|after| Duration::try_from(after).ok())
-        .unwrap_or(Duration::from_secs(300));
-    Ok(Action::requeue(recheck))
+    Ok(controller::recheck(plan.recheck_after))
 }

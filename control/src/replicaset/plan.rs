@@ -22,6 +22,7 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
+use crate::objects::{controller_of, count, later_or_missing_first};
 use crate::selector::Selector;
 
 #[cfg(test)]
@@ -231,22 +232,10 @@ fn normalized(mut status: ReplicaSetStatus) -> ReplicaSetStatus {
     status
 }
 
-fn count(n: usize) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
-}
-
 /// Returns whether the pod counts (Kubernetes' `IsPodActive` plus not terminating).
 fn is_active(pod: &Pod) -> bool {
     let phase = pod.status.as_ref().and_then(|status| status.phase.as_deref());
     pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
-}
-
-fn controller_of(pod: &Pod) -> Option<&OwnerReference> {
-    pod.metadata
-        .owner_references
-        .as_ref()?
-        .iter()
-        .find(|reference| reference.controller == Some(true))
 }
 
 /// The pod's Ready condition when it is `True`.
@@ -342,14 +331,4 @@ fn more_deletable_first(a: &DeletionRank<'_>, b: &DeletionRank<'_>) -> Ordering 
         .then(b.restarts.cmp(&a.restarts))
         .then_with(|| later_or_missing_first(a.created, b.created))
         .then_with(|| a.name.cmp(b.name))
-}
-
-/// Kubernetes' `afterOrZero`: a missing time sorts first, then the later time.
-fn later_or_missing_first(a: Option<Timestamp>, b: Option<Timestamp>) -> Ordering {
-    match (a, b) {
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Less,
-        (Some(_), None) => Ordering::Greater,
-        (Some(a), Some(b)) => b.cmp(&a),
-    }
 }

@@ -48,8 +48,10 @@ pub struct Queue {
     waiting: HashMap<String, Waiting>,
     /// Keys of the active pods in scheduling order.
     active: BTreeSet<(Reverse<i32>, u64, String)>,
-    /// Waiting pods that are not active: when each may be tried again.
+    /// Waiting pods that are not active: when each may be tried again, by key and in time
+    /// order (so the loop finds the next due pod without scanning them all).
     parked: HashMap<String, Instant>,
+    parked_by_time: BTreeSet<(Instant, String)>,
     /// The backoff each pod last waited, doubled when it fails again.
     backoff: HashMap<String, Duration>,
     /// Pods placed whose binding is in flight: key → (uid, pod).
@@ -219,12 +221,12 @@ impl Queue {
 
     /// Whether any pod is ready to be scheduled at `now`.
     pub fn has_work(&self, now: Instant) -> bool {
-        !self.active.is_empty() || self.parked.values().any(|at| *at <= now)
+        !self.active.is_empty() || self.next_retry().is_some_and(|at| at <= now)
     }
 
     /// When the earliest backing-off pod is due.
     pub fn next_retry(&self) -> Option<Instant> {
-        self.parked.values().min().copied()
+        self.parked_by_time.first().map(|(at, _)| *at)
     }
 
     fn enqueue(&mut self, key: String, pod: Arc<Pod>) {
@@ -241,7 +243,7 @@ impl Queue {
             None => FIRST_BACKOFF,
         };
         self.backoff.insert(key.clone(), backoff);
-        self.parked.insert(key.clone(), now + backoff);
+        self.park(key.clone(), now + backoff);
         self.waiting.insert(key, Waiting { pod, order: None });
     }
 
@@ -249,14 +251,18 @@ impl Queue {
         if let Some(Waiting { order: Some((priority, arrival)), .. }) = self.waiting.remove(key) {
             self.active.remove(&(priority, arrival, key.to_string()));
         }
-        self.parked.remove(key);
+        self.unpark(key);
         self.backoff.remove(key);
     }
 
     /// Moves parked pods whose time has come back into the active queue.
     fn release_due(&mut self, now: Instant) {
-        let due: Vec<String> =
-            self.parked.iter().filter(|(_, at)| **at <= now).map(|(k, _)| k.clone()).collect();
+        let due: Vec<String> = self
+            .parked_by_time
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, key)| key.clone())
+            .collect();
         for key in due {
             self.activate(&key);
         }
@@ -270,8 +276,20 @@ impl Queue {
         }
     }
 
+    fn park(&mut self, key: String, at: Instant) {
+        self.unpark(&key);
+        self.parked_by_time.insert((at, key.clone()));
+        self.parked.insert(key, at);
+    }
+
+    fn unpark(&mut self, key: &str) {
+        if let Some(at) = self.parked.remove(key) {
+            self.parked_by_time.remove(&(at, key.to_string()));
+        }
+    }
+
     fn activate(&mut self, key: &str) {
-        self.parked.remove(key);
+        self.unpark(key);
         if let Some(waiting) = self.waiting.remove(key) {
             self.enqueue(key.to_string(), waiting.pod);
         }

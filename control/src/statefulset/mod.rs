@@ -22,7 +22,10 @@ use kube::ResourceExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::{self, already_exists, conflict, delete_if_uid, not_found, soon, Context};
+use crate::controller::{
+    self, already_exists, conflict, delete_if_uid, not_found, references_with, soon, write_status,
+    Context,
+};
 use crate::events::EventType;
 
 /// The field manager and event source the controller writes as.
@@ -88,9 +91,8 @@ async fn reconcile(set: Arc<StatefulSet>, context: Arc<Context>) -> Result<Actio
                     status.collision_count = Some(status.collision_count.unwrap_or(0) + 1);
                     let mut updated = (*set).clone();
                     updated.status = Some(status);
-                    let _ = Api::<StatefulSet>::namespaced(client.clone(), &namespace)
-                        .replace_status(&name, &post, &updated)
-                        .await;
+                    let sets = Api::<StatefulSet>::namespaced(client.clone(), &namespace);
+                    write_status(&sets, &post, &updated).await?;
                     return Ok(soon());
                 }
             }
@@ -142,11 +144,7 @@ async fn reconcile(set: Arc<StatefulSet>, context: Arc<Context>) -> Result<Actio
     let controller_ref = plan::owner_reference(&set).map_err(ReconcileError::Plan)?;
     for pod in plan.adopt_pods.iter().chain(&plan.release_pods) {
         let Some(current) = listed_pods.iter().find(|p| p.name_any() == pod.name) else { continue };
-        let mut references: Vec<_> =
-            current.owner_references().iter().filter(|r| r.uid != uid).cloned().collect();
-        if plan.adopt_pods.contains(pod) {
-            references.push(controller_ref.clone());
-        }
+        let references = references_with(current, &controller_ref, plan.adopt_pods.contains(pod));
         // The uid in the patch makes it fail if the pod was replaced under the same name.
         let body = json!({ "metadata": { "uid": pod.uid, "ownerReferences": references } });
         match pods.patch(&pod.name, &patch, &Patch::Merge(&body)).await {
@@ -205,14 +203,9 @@ async fn reconcile(set: Arc<StatefulSet>, context: Arc<Context>) -> Result<Actio
     if let Some(status) = plan.status.clone() {
         let mut updated = (*set).clone();
         updated.status = Some(status);
-        // Conditional on the version this reconcile read.
-        match Api::<StatefulSet>::namespaced(client.clone(), &namespace)
-            .replace_status(&name, &post, &updated)
-            .await
-        {
-            Ok(_) => {}
-            Err(err) if conflict(&err) => return Ok(soon()),
-            Err(err) => return Err(err.into()),
+        let sets = Api::<StatefulSet>::namespaced(client.clone(), &namespace);
+        if !write_status(&sets, &post, &updated).await? {
+            return Ok(soon());
         }
     }
     Ok(controller::recheck(plan.recheck_after))

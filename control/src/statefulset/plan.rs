@@ -47,6 +47,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::objects::controller_of;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, StatefulSet, StatefulSetSpec, StatefulSetStatus,
@@ -378,11 +379,6 @@ fn is_member(set: &str, pod: &str) -> bool {
     pod.rsplit_once('-').is_some_and(|(parent, digits)| {
         parent == set && !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit())
     })
-}
-
-fn controller_of(pod: &Pod) -> Option<&OwnerReference> {
-    let references = pod.metadata.owner_references.as_ref()?;
-    references.iter().find(|reference| reference.controller == Some(true))
 }
 
 /// Returns the status Kubernetes' `updateStatus` computes over `pods`.

@@ -13,10 +13,11 @@ mod plan;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, PostParams};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ReflectHandle, Store};
 use kube::ResourceExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -41,14 +42,25 @@ struct Caches {
 }
 
 /// Runs the controller until `term` is cancelled.
-pub async fn run(client: kube::Client, term: CancellationToken) {
+pub async fn run(
+    client: kube::Client,
+    term: CancellationToken,
+    nodes: Store<Node>,
+    node_changes: ReflectHandle<Node>,
+) {
     let changed = Arc::new(Notify::new());
     let caches = Caches {
         volumes: cache(Api::all(client.clone()), term.clone(), Some(changed.clone())),
         claims: cache(Api::all(client.clone()), term.clone(), Some(changed.clone())),
         classes: cache(Api::all(client.clone()), term.clone(), Some(changed.clone())),
-        nodes: cache(Api::all(client.clone()), term.clone(), Some(changed.clone())),
+        nodes,
     };
+    // Node labels decide WaitForFirstConsumer bindings: a node change is a reason to sync too.
+    let node_changed = changed.clone();
+    tokio::spawn(node_changes.for_each(move |_| {
+        node_changed.notify_one();
+        std::future::ready(())
+    }));
     let ready = async {
         tokio::join!(
             caches.volumes.wait_until_ready(),

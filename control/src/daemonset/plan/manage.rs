@@ -11,8 +11,9 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::status::{hash_label, is_available, is_ready, is_updated, phase};
+use super::status::{hash_label, is_available, is_updated, phase};
 use super::{reason, scaled, EventType, FailedPodBackoff, Placement, PlanEvent, Rolling, Work};
+use crate::objects::is_ready;
 
 impl<'a> Work<'a> {
     /// Plans per node, then deletes unscheduled pods meant for nodes that no longer exist (the
@@ -130,7 +131,7 @@ impl<'a> Work<'a> {
     /// Kubernetes' `rollingUpdate`, run only when `manage` left nothing to do.
     pub(super) fn rolling_update(&mut self, rolling: Rolling<'_>) {
         let desired = self.nodes.values().filter(|placement| placement.should_run).count();
-        let desired_count = super::count(desired);
+        let desired_count = crate::objects::count(desired);
         // Budgets were validated when the plan started; a failure here cannot happen.
         let mut max_unavailable =
             scaled(rolling.max_unavailable, desired_count, "maxUnavailable").unwrap_or(0);

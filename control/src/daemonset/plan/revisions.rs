@@ -13,12 +13,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::{
     status, ObjectRef, Work, CONTROLLER_REVISION_HASH_LABEL, DEFAULT_REVISION_HISTORY_LIMIT,
 };
 use crate::history;
+use crate::objects::controller_of;
 use crate::selector::Selector;
 
 impl<'a> Work<'a> {
@@ -171,15 +171,6 @@ impl<'a> Work<'a> {
         }
         self.out.delete_revisions.extend(doomed);
     }
-}
-
-fn controller_of(revision: &ControllerRevision) -> Option<&OwnerReference> {
-    revision
-        .metadata
-        .owner_references
-        .as_ref()?
-        .iter()
-        .find(|reference| reference.controller == Some(true))
 }
 
 fn name_of(revision: &ControllerRevision) -> String {

@@ -12,7 +12,8 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::DaemonSetStatus;
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{count, Work, CONTROLLER_REVISION_HASH_LABEL, TEMPLATE_GENERATION_LABEL};
+use super::{Work, CONTROLLER_REVISION_HASH_LABEL, TEMPLATE_GENERATION_LABEL};
+use crate::objects::{count, is_ready, ready_since};
 
 impl Work<'_> {
     /// Computes the status from the pods as they were before this plan's writes, and when a ready
@@ -92,17 +93,6 @@ pub(super) fn phase(pod: &Pod) -> &str {
 /// `Succeeded` or `Failed` (Kubernetes' `IsPodTerminal`).
 pub(super) fn is_terminal(pod: &Pod) -> bool {
     matches!(phase(pod), "Succeeded" | "Failed")
-}
-
-/// The pod's `Ready` condition when it is `True`: `Some(since)`.
-fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
-    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
-    let ready = conditions.iter().find(|condition| condition.type_ == "Ready")?;
-    (ready.status == "True").then(|| ready.last_transition_time.as_ref().map(|time| time.0))
-}
-
-pub(super) fn is_ready(pod: &Pod) -> bool {
-    ready_since(pod).is_some()
 }
 
 /// Ready, and for strictly more than `min_ready` (Kubernetes' `IsPodAvailable`).

@@ -12,10 +12,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::indexes::Intervals;
 use super::pods::{delete_first, PodView};
 use super::{
-    count, earliest, Counts, Finishing, Plan, Sync, COMPLETION_INDEX_ANNOTATION,
-    COMPLETION_INDEX_ENV, INDEX_FAILURE_COUNT_ANNOTATION, INDEX_IGNORED_FAILURE_COUNT_ANNOTATION,
-    MAX_POD_CREATE_DELETE, MAX_POD_FAILURE_BACKOFF, POD_FAILURE_BACKOFF, TRACKING_FINALIZER,
+    earliest, Counts, Finishing, Plan, Sync, COMPLETION_INDEX_ANNOTATION, COMPLETION_INDEX_ENV,
+    INDEX_FAILURE_COUNT_ANNOTATION, INDEX_IGNORED_FAILURE_COUNT_ANNOTATION, MAX_POD_CREATE_DELETE,
+    MAX_POD_FAILURE_BACKOFF, POD_FAILURE_BACKOFF, TRACKING_FINALIZER,
 };
+use crate::objects::count;
 
 /// Longest `generateName` the API server keeps whole (63 minus 5 random characters).
 const MAX_GENERATED_NAME_LENGTH: usize = 58;

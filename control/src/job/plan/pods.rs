@@ -10,6 +10,7 @@ use super::{
     COMPLETION_INDEX_ANNOTATION, INDEX_FAILURE_COUNT_ANNOTATION,
     INDEX_IGNORED_FAILURE_COUNT_ANNOTATION, TRACKING_FINALIZER,
 };
+use crate::objects::{later_or_missing_first, ready_since};
 
 /// A pod phase as the controller distinguishes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,23 +191,6 @@ pub(super) fn delete_first(a: &PodView<'_>, b: &PodView<'_>) -> Ordering {
             later_or_missing_first(created(a), created(b))
         })
         .then_with(|| a.name.cmp(b.name))
-}
-
-/// Upstream's `afterOrZero`: a missing time sorts first, then the later time.
-fn later_or_missing_first(a: Option<Timestamp>, b: Option<Timestamp>) -> Ordering {
-    match (a, b) {
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Less,
-        (Some(_), None) => Ordering::Greater,
-        (Some(a), Some(b)) => b.cmp(&a),
-    }
-}
-
-/// `Some(since)` when the pod's Ready condition is True.
-fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
-    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
-    let ready = conditions.iter().find(|condition| condition.type_ == "Ready")?;
-    (ready.status == "True").then(|| ready.last_transition_time.as_ref().map(|time| time.0))
 }
 
 fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 
 use super::*;
 use crate::events::EventType;
+use crate::objects::count;
 
 const UID: &str = "job-uid";
 

@@ -14,9 +14,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::manage::Delayed;
 use super::pods::{Phase, PodView};
 use super::{
-    count, ensure_condition, new_condition, pod_ref, seconds, Counts, Event, Finishing, Plan, Sync,
+    ensure_condition, new_condition, pod_ref, seconds, Counts, Event, Finishing, Plan, Sync,
     MAX_UNCOUNTED_PODS,
 };
+use crate::objects::count;
 
 impl<'a> Sync<'a> {
     /// Updates `status` with newly finished pods, the index sets and the conditions, and lists

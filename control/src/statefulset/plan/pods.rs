@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{SetView, POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL};
+use crate::objects::ready_since;
 
 /// Returns the name of the set's pod with `ordinal`.
 pub(super) fn pod_name(set: &str, ordinal: i32) -> String {
@@ -55,14 +56,6 @@ pub(super) fn has_finished(pod: &Pod) -> bool {
 
 pub(super) fn is_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
-}
-
-/// The time the pod's Ready condition turned `True`, if it is `True` (`Some(None)` when the
-/// transition time is unknown).
-fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
-    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
-    let ready = conditions.iter().find(|condition| condition.type_ == "Ready")?;
-    (ready.status == "True").then(|| ready.last_transition_time.as_ref().map(|time| time.0))
 }
 
 pub(super) fn is_running_and_ready(pod: &Pod) -> bool {
