@@ -174,6 +174,14 @@ impl Cluster {
         (!holder.is_empty()).then_some(holder)
     }
 
+    /// The member holding the controller lease (its holder identity is `<member>_<pid>`).
+    pub fn lease_holder_member(&self, holder: &str) -> anyhow::Result<usize> {
+        self.members
+            .iter()
+            .position(|m| holder.starts_with(&format!("{}_", m.name)))
+            .ok_or_else(|| anyhow!("lease holder {holder} is no member"))
+    }
+
     /// Runs kubectl with `input` on stdin.
     pub fn kubectl_input(&self, args: &[&str], input: &str) -> anyhow::Result<Output> {
         let mut child = self

@@ -183,11 +183,7 @@ async fn controllers_keep_replicas_schedule_roll_out_collect_and_fail_over() -> 
 
     eprintln!("--- kill -9 the lease holder; another master takes over and keeps reconciling");
     let holder = cluster.lease_holder(&first).ok_or_else(|| anyhow::anyhow!("no holder"))?;
-    let victim = cluster
-        .members
-        .iter()
-        .position(|m| holder.starts_with(&format!("{}_", m.name)))
-        .ok_or_else(|| anyhow::anyhow!("holder {holder} is no member"))?;
+    let victim = cluster.lease_holder_member(&holder)?;
     let survivor = (victim + 1) % cluster.members.len();
     let server = format!("--server={}", cluster.members[survivor].api_url()?);
     let killed = Instant::now();

@@ -562,11 +562,7 @@ async fn a_rollout_survives_the_kill_of_the_controller_lease_holder() -> anyhow:
     })
     .await?;
     let holder = cluster.lease_holder(&first).ok_or_else(|| anyhow::anyhow!("no lease holder"))?;
-    let victim = cluster
-        .members
-        .iter()
-        .position(|m| holder.starts_with(&format!("{}_", m.name)))
-        .ok_or_else(|| anyhow::anyhow!("holder {holder} is no member"))?;
+    let victim = cluster.lease_holder_member(&holder)?;
     // Everything the test does goes through a master that survives.
     let survivor = (victim + 1) % cluster.members.len();
     let server = format!("--server={}", cluster.members[survivor].api_url()?);
