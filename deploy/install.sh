@@ -3,12 +3,26 @@
 # Safe to run again: it installs nothing that is already there.
 set -euo pipefail
 
+# Whether program $1 is installed; root's programs are found even without sbin on PATH.
+have() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+
 packages=()
-command -v cc >/dev/null || packages+=(build-essential)
-command -v protoc >/dev/null || packages+=(protobuf-compiler)
-command -v etcdctl >/dev/null || packages+=(etcd-client)
-command -v ip >/dev/null || packages+=(iproute2)
-command -v cargo >/dev/null || packages+=(cargo rustc)
+have cc || packages+=(build-essential)
+have protoc || packages+=(protobuf-compiler)
+have etcdctl || packages+=(etcd-client)
+have ip || packages+=(iproute2)
+have cargo || packages+=(cargo rustc)
+# The node agent runs its own containerd (1.6) with runc, the CNI bridge/host-local/portmap
+# plugins and iptables. Where systemd runs, the package also starts a system containerd on
+# /run/containerd; the agent's own never uses it.
+have containerd || packages+=(containerd)
+have runc || packages+=(runc)
+have iptables || packages+=(iptables)
+[ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || packages+=(containernetworking-plugins)
+# The busybox image needs a statically linked busybox (`ldd` fails on static binaries).
+if ! have busybox || ldd "$(command -v busybox || echo /bin/busybox)" >/dev/null 2>&1; then
+  packages+=(busybox-static)
+fi
 if [ "${FLOTILLA_WITH_ETCD_SERVER:-0}" = 1 ] && ! command -v etcd >/dev/null; then
   packages+=(etcd-server)
 fi
@@ -31,6 +45,10 @@ if ! python3 -c 'import kubernetes' 2>/dev/null; then
   python3 -m pip install --quiet 'kubernetes>=31' 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages 'kubernetes>=31'
 fi
+
+# The images every node imports at start (pause, busybox), built offline; rebuilt only when
+# their sources changed.
+"$(dirname "$0")/images/build.sh"
 
 # kubectl: the end-to-end tests drive the real one (this machine kind ships a dispatcher that
 # runs the kubectl matching the server's minor version).

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use flotilla_agent::{Agent, AgentConfig};
+use flotilla_agent::{Agent, AgentConfig, Layout, DEFAULT_IMAGES_DIR, DEFAULT_PAUSE_IMAGE};
 
 #[derive(Args, Clone, Debug)]
 pub struct AgentArgs {
@@ -34,6 +34,36 @@ pub struct AgentArgs {
     /// something changed).
     #[arg(long, default_value_t = 10)]
     pub status_interval: u64,
+    /// The CRI socket of a running container runtime; without it the agent runs a containerd
+    /// of its own under DATA_DIR/containerd.
+    #[arg(long)]
+    pub container_runtime_endpoint: Option<PathBuf>,
+    /// Image archives (OCI or Docker `*.tar`) to import at start, or directories of them;
+    /// repeatable.
+    #[arg(long = "image", default_value = DEFAULT_IMAGES_DIR)]
+    pub images: Vec<PathBuf>,
+    /// The sandbox (pause) image.
+    #[arg(long, default_value = DEFAULT_PAUSE_IMAGE)]
+    pub pause_image: String,
+}
+
+/// `flotilla reset`: what a node's agent ran, removed.
+#[derive(Args, Clone, Debug)]
+pub struct ResetArgs {
+    /// The Node's name.
+    #[arg(long)]
+    pub name: String,
+    /// The agent's data directory.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+}
+
+/// Stops and removes every pod of the node's containerd, its network leftovers and pod
+/// cgroups, then stops containerd.
+pub async fn reset(args: ResetArgs) -> anyhow::Result<()> {
+    let layout = Layout::new(&args.data_dir, &args.name)?;
+    flotilla_agent::reset(&layout).await.context("resetting the node")?;
+    Ok(())
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -46,6 +76,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         address: args.node_ip,
         data_dir: args.data_dir,
         status_interval: Duration::from_secs(args.status_interval.max(1)),
+        runtime_endpoint: args.container_runtime_endpoint,
+        images: args.images,
+        pause_image: args.pause_image,
     };
     let agent = Agent::start(config).await.context("starting the agent")?;
     tracing::info!(node = %args.name, "agent started");

@@ -28,8 +28,12 @@ struct Cli {
 enum Command {
     /// Run one master: the replicated store (etcd v3 API) and the Kubernetes API of a cluster.
     Master(Box<master::MasterArgs>),
-    /// Run a node's agent: register the machine as a Node and report its status.
+    /// Run a node's agent: register the machine as a Node, report its status and run the
+    /// pods bound to it.
     Agent(agent::AgentArgs),
+    /// Remove everything a node's agent ran: its pods' containers and sandboxes, their network
+    /// leftovers and cgroups; then stop its containerd.
+    Reset(agent::ResetArgs),
     /// Start a local cluster on this machine, each member its own process, and stay in the
     /// foreground until interrupted.
     Up(up::UpArgs),
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Master(args) => master::run(*args).await,
             Command::Agent(args) => agent::run(args).await,
+            Command::Reset(args) => agent::reset(args).await,
             Command::Up(args) => up::run(args).await,
         }
     });

@@ -28,6 +28,10 @@ pub struct UpArgs {
     /// The directory for certificates, data and logs (created if missing).
     #[arg(long)]
     pub dir: PathBuf,
+    /// An image archive (OCI or Docker `*.tar`) every agent imports at start, besides those in
+    /// /var/lib/flotilla/images; repeatable.
+    #[arg(long = "image")]
+    pub images: Vec<PathBuf>,
 }
 
 /// How long `up` waits for the store to elect a leader.
@@ -44,6 +48,8 @@ struct Member {
     api_url: String,
     child: Child,
     pid_file: PathBuf,
+    /// For an agent: the data directory whose containerd and pods are removed at stop.
+    agent_data: Option<PathBuf>,
 }
 
 /// Quotes a word for a POSIX shell.
@@ -110,7 +116,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ];
         let (child, pid_file) = spawn(&member_dir, name, &argv)?;
         let api_url = format!("https://127.0.0.1:{api}");
-        members.push(Member { name: name.clone(), client_url, api_url, child, pid_file });
+        members.push(Member {
+            name: name.clone(),
+            client_url,
+            api_url,
+            child,
+            pid_file,
+            agent_data: None,
+        });
     }
 
     let endpoints: Vec<String> = members.iter().map(|m| m.client_url.clone()).collect();
@@ -150,7 +163,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             format!("--key-file={}", cert.key.display()),
             "--node-ip=127.0.0.1".into(),
             format!("--data-dir={}", member_dir.join("data").display()),
+            format!("--image={}", flotilla_agent::DEFAULT_IMAGES_DIR),
         ];
+        let mut argv = argv;
+        for image in &args.images {
+            argv.push(format!("--image={}", absolute(image)?.display()));
+        }
         let (child, pid_file) = spawn(&member_dir, &name, &argv)?;
         members.push(Member {
             name,
@@ -158,6 +176,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             api_url: String::new(),
             child,
             pid_file,
+            agent_data: Some(member_dir.join("data")),
         });
     }
     let kubeconfig = dir.join("kubeconfig");
@@ -312,6 +331,17 @@ async fn stop(members: &mut [Member]) {
                 tracing::warn!(member = %member.name, "did not stop in time; killing");
                 let _ = member.child.kill().await;
             }
+        }
+    }
+    // A local cluster leaves nothing running: each agent's containerd and pods go too.
+    for member in members.iter() {
+        let Some(data) = &member.agent_data else { continue };
+        let outcome = match flotilla_agent::Layout::new(data, &member.name) {
+            Ok(layout) => flotilla_agent::reset(&layout).await.map_err(|e| e.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        if let Err(err) = outcome {
+            tracing::warn!(member = %member.name, error = %err, "removing the agent's pods");
         }
     }
 }

@@ -3,34 +3,51 @@
 //! writing only when something changed.
 //!
 //! It reaches the masters through [`upstream::Upstream`], a local forwarder that moves to
-//! another master when one stops answering. Running pods through containerd's CRI, probes,
-//! volumes and gossip are built on top of this.
+//! another master when one stops answering. It runs the node's pods through the CRI
+//! ([`worker`]) in a containerd of its own ([`containerd`]), or in one given by
+//! `--container-runtime-endpoint`, and reports the node Ready once the runtime and its pod
+//! network are.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod containerd;
+mod cri;
 mod machine;
 mod node;
+mod pods;
 mod upstream;
+mod worker;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, NodeStatus};
+use k8s_openapi::api::core::v1::{Node, NodeStatus, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use containerd::{reset, Layout, DEFAULT_IMAGES_DIR, DEFAULT_PAUSE_IMAGE};
+use containerd::{Containerd, Tools};
+use cri::{CriRuntime, CriRuntimeConfig, Runtime};
+use flotilla_control::events::Recorder;
 pub use machine::Machine;
 use node::Identity;
+use pods::qos::CgroupDriver;
+use pods::sandbox::{DnsSettings, NodeSettings};
 use upstream::Upstream;
+use worker::sync::{NodeContext, Syncer};
 
 /// The field manager the agent writes as.
 const MANAGER: &str = "flotilla-agent";
 /// How soon a failed registration or status write is tried again.
 const RETRY: Duration = Duration::from_secs(1);
+/// How often the runtime's status is checked.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How an agent is set up.
 #[derive(Debug, Clone)]
@@ -49,6 +66,12 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// How often the machine is looked at again (a write follows only a change).
     pub status_interval: Duration,
+    /// The CRI socket of a container runtime to use; `None` runs the agent's own containerd.
+    pub runtime_endpoint: Option<PathBuf>,
+    /// Image archives to import at start: `*.tar` files, or directories of them.
+    pub images: Vec<PathBuf>,
+    /// The sandbox (pause) image.
+    pub pause_image: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,12 +84,18 @@ pub enum AgentError {
     Upstream(std::io::Error),
     #[error("building the API client: {0}")]
     Client(String),
+    #[error("{0}")]
+    Containerd(#[from] containerd::ContainerdError),
+    #[error("{0}")]
+    Runtime(#[from] cri::CriError),
 }
 
 /// A running agent.
 pub struct Agent {
     stop: CancellationToken,
     tasks: TaskTracker,
+    /// The containerd this agent runs; it keeps running after the agent stops, as k3s'.
+    containerd: Option<Containerd>,
 }
 
 /// `host:port` of an `https://host:port` URL, resolved.
@@ -148,20 +177,57 @@ impl Agent {
             Upstream::start(masters, stop.clone()).await.map_err(AgentError::Upstream)?;
         let client = client(&config, upstream.local, &server_name).await?;
         let tasks = TaskTracker::new();
+
+        let layout = Layout::new(&config.data_dir, &config.name)?;
+        let (socket, containerd) = match &config.runtime_endpoint {
+            Some(socket) => (socket.clone(), None),
+            None => {
+                let tools = Tools::find()?;
+                let containerd = Containerd::start(&layout, &tools, &config.pause_image).await?;
+                for source in &config.images {
+                    containerd.import(source).await?;
+                }
+                (containerd.socket().to_path_buf(), Some(containerd))
+            }
+        };
+        let runtime =
+            CriRuntime::connect(CriRuntimeConfig { socket, ..CriRuntimeConfig::default() }).await?;
+        let version = runtime.version().await?;
         let identity = Identity {
             name: config.name.clone(),
             address: config.address.clone(),
             version: format!("v1.33.0+flotilla.{}", env!("CARGO_PKG_VERSION")),
-            runtime: String::new(),
+            runtime: format!("{}://{}", version.runtime_name, version.runtime_version),
             port: 10250,
-            // Pods run once the agent drives containerd; until then it says so.
             runtime_problem: Some(
-                "container runtime network not ready: the agent runs no container runtime yet"
-                    .into(),
+                "container runtime status check may not have completed yet".into(),
             ),
         };
-        tasks.spawn(report(client, identity, config, stop.clone()));
-        Ok(Agent { stop, tasks })
+        let (health_tx, health) = watch::channel(identity.runtime_problem.clone());
+        tasks.spawn(runtime_health(runtime.clone(), health_tx, stop.clone()));
+        if containerd.is_some() {
+            tasks.spawn(pod_network(
+                client.clone(),
+                layout.clone(),
+                config.name.clone(),
+                stop.clone(),
+            ));
+        }
+        let machine = Machine::read(&config.data_dir).map_err(|err| AgentError::DataDir {
+            path: config.data_dir.display().to_string(),
+            reason: err.to_string(),
+        })?;
+        let node = node_context(&config, &layout, &machine);
+        let syncer = Syncer {
+            runtime,
+            client: client.clone(),
+            node: Arc::new(node),
+            recorder: Recorder::new(client.clone(), "kubelet").on_host(config.name.clone()),
+            services: services(client.clone(), &tasks, stop.clone()),
+        };
+        tasks.spawn(worker::run(syncer, config.name.clone(), stop.clone()));
+        tasks.spawn(report(client, identity, health, config, stop.clone()));
+        Ok(Agent { stop, tasks, containerd })
     }
 
     /// Stops the agent's work and waits for it.
@@ -169,19 +235,155 @@ impl Agent {
         self.stop.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+        if let Some(containerd) = &self.containerd {
+            tracing::info!(pid = containerd.pid(), "containerd keeps running the pods");
+        }
+    }
+}
+
+/// What the pod workers need to know about the node.
+fn node_context(config: &AgentConfig, layout: &Layout, machine: &Machine) -> NodeContext {
+    let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").ok();
+    let settings = NodeSettings {
+        dns: DnsSettings {
+            // Cluster DNS comes with the networking work; until then ClusterFirst pods resolve
+            // through the node's resolver, as kubelet does without clusterDNS.
+            cluster_dns: Vec::new(),
+            cluster_domain: "cluster.local".into(),
+            resolv_conf,
+            node_ips: vec![config.address.clone()],
+        },
+        log_root: layout.pod_log_dir().display().to_string(),
+        cgroup_driver: CgroupDriver::Cgroupfs,
+        cgroup_v2: machine_uses_cgroup_v2(),
+        cgroup_root: layout.cgroup_parent(),
+    };
+    let allocatable = node::allocatable(machine);
+    NodeContext {
+        host_ips: vec![config.address.clone()],
+        settings,
+        memory_capacity: i64::try_from(machine.memory_bytes).unwrap_or(i64::MAX),
+        allocatable,
+        pods_dir: config.data_dir.join("pods"),
+        node_hosts: std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+    }
+}
+
+/// Whether `/sys/fs/cgroup` is the unified (v2) hierarchy.
+fn machine_uses_cgroup_v2() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// A cache of every Service, for the environment variables pods get (service links).
+fn services(
+    client: kube::Client,
+    tasks: &TaskTracker,
+    stop: CancellationToken,
+) -> kube::runtime::reflector::Store<Service> {
+    use futures::StreamExt;
+    use kube::runtime::{reflector, watcher, WatchStreamExt};
+    let (store, writer) = reflector::store();
+    let stream =
+        reflector::reflector(writer, watcher(Api::<Service>::all(client), Default::default()))
+            .default_backoff();
+    tasks.spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                next = stream.next() => match next {
+                    Some(Ok(_)) => {}
+                    Some(Err(err)) => tracing::debug!(error = %err, "watching services"),
+                    None => return,
+                },
+            }
+        }
+    });
+    store
+}
+
+/// Why the runtime cannot run pods, as kubelet words it; `None` when it can.
+fn runtime_problem(status: &k8s_cri::v1::RuntimeStatus) -> Option<String> {
+    let condition = |kind: &str| status.conditions.iter().find(|c| c.r#type == kind);
+    for (kind, what) in
+        [("RuntimeReady", "container runtime"), ("NetworkReady", "container runtime network")]
+    {
+        match condition(kind) {
+            Some(c) if c.status => {}
+            Some(c) => {
+                return Some(format!(
+                    "{what} not ready: {kind}=false reason:{} message:{}",
+                    c.reason, c.message
+                ))
+            }
+            None => return Some(format!("{what} not ready: {kind} not reported")),
+        }
+    }
+    None
+}
+
+/// Asks the runtime for its status every few seconds and publishes what keeps pods from
+/// running, if anything.
+async fn runtime_health(
+    runtime: CriRuntime,
+    health: watch::Sender<Option<String>>,
+    stop: CancellationToken,
+) {
+    loop {
+        let problem = match runtime.status().await {
+            Ok(status) => runtime_problem(&status),
+            Err(err) => Some(format!("container runtime is down: {err}")),
+        };
+        health.send_if_modified(|current| {
+            let changed = *current != problem;
+            *current = problem.clone();
+            changed
+        });
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
+        }
+    }
+}
+
+/// Waits for the masters to give the node its pod CIDR, then writes the CNI network for it.
+async fn pod_network(client: kube::Client, layout: Layout, name: String, stop: CancellationToken) {
+    let nodes: Api<Node> = Api::all(client);
+    let mut written: Option<String> = None;
+    loop {
+        let cidr = match nodes.get_opt(&name).await {
+            Ok(node) => node.and_then(|n| n.spec).and_then(|s| s.pod_cidr),
+            Err(err) => {
+                tracing::debug!(error = %err, "reading the node's pod CIDR");
+                None
+            }
+        };
+        if let Some(cidr) = cidr.filter(|c| written.as_ref() != Some(c)) {
+            match containerd::write_cni(&layout, &cidr).await {
+                Ok(_) => written = Some(cidr),
+                Err(err) => tracing::warn!(error = %err, "writing the pod network"),
+            }
+        }
+        let pause = if written.is_some() { Duration::from_secs(10) } else { RETRY };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
     }
 }
 
 /// Registers the Node, then writes its status whenever it changes, until `stop`.
 async fn report(
     client: kube::Client,
-    identity: Identity,
+    mut identity: Identity,
+    mut health: watch::Receiver<Option<String>>,
     config: AgentConfig,
     stop: CancellationToken,
 ) {
     let nodes: Api<Node> = Api::all(client);
     let mut reported: Option<NodeStatus> = None;
     loop {
+        identity.runtime_problem = health.borrow_and_update().clone();
         let outcome = match Machine::read(&config.data_dir) {
             Ok(machine) => sync(&nodes, &identity, &machine, &mut reported).await,
             Err(err) => Err(err.to_string()),
@@ -195,6 +397,7 @@ async fn report(
         };
         tokio::select! {
             _ = stop.cancelled() => return,
+            _ = health.changed() => {}
             _ = tokio::time::sleep(pause) => {}
         }
     }

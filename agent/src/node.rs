@@ -89,6 +89,20 @@ fn condition(
     }
 }
 
+/// What the node offers pods: its capacity less the eviction reserves.
+pub fn allocatable(machine: &Machine) -> BTreeMap<String, Quantity> {
+    let disk_reserved = machine.disk_bytes * DISK_EVICTION_PERCENT / 100;
+    BTreeMap::from([
+        ("cpu".to_string(), Quantity(machine.cpus.to_string())),
+        (
+            "memory".to_string(),
+            kibibytes(machine.memory_bytes.saturating_sub(MEMORY_EVICTION_BYTES)),
+        ),
+        ("ephemeral-storage".to_string(), kibibytes(machine.disk_bytes - disk_reserved)),
+        ("pods".to_string(), Quantity(MAX_PODS.to_string())),
+    ])
+}
+
 /// The node's status now, keeping transition times from `previous`.
 pub fn status(
     identity: &Identity,
@@ -103,15 +117,7 @@ pub fn status(
         ("ephemeral-storage".to_string(), kibibytes(machine.disk_bytes)),
         ("pods".to_string(), Quantity(MAX_PODS.to_string())),
     ]);
-    let allocatable = BTreeMap::from([
-        ("cpu".to_string(), Quantity(machine.cpus.to_string())),
-        (
-            "memory".to_string(),
-            kibibytes(machine.memory_bytes.saturating_sub(MEMORY_EVICTION_BYTES)),
-        ),
-        ("ephemeral-storage".to_string(), kibibytes(machine.disk_bytes - disk_reserved)),
-        ("pods".to_string(), Quantity(MAX_PODS.to_string())),
-    ]);
+    let allocatable = allocatable(machine);
     let memory_pressure = machine.memory_available_bytes < MEMORY_EVICTION_BYTES;
     let disk_pressure = machine.disk_available_bytes < disk_reserved;
     let conditions = vec![

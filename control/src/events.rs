@@ -71,12 +71,19 @@ struct Series {
 pub struct Recorder {
     client: kube::Client,
     component: &'static str,
+    /// The node the component runs on (`source.host`), for node agents.
+    host: Option<String>,
     series: Arc<Mutex<HashMap<SeriesKey, Series>>>,
 }
 
 impl Recorder {
     pub fn new(client: kube::Client, component: &'static str) -> Recorder {
-        Recorder { client, component, series: Arc::default() }
+        Recorder { client, component, host: None, series: Arc::default() }
+    }
+
+    /// The same recorder, naming `host` as the events' source host (as kubelet does).
+    pub fn on_host(self, host: impl Into<String>) -> Recorder {
+        Recorder { host: Some(host.into()), ..self }
     }
 
     /// Records that `reason` happened to `object`.
@@ -96,7 +103,11 @@ impl Recorder {
         message: &str,
     ) {
         let key = (
-            involved.uid.clone().unwrap_or_default(),
+            format!(
+                "{}/{}",
+                involved.uid.as_deref().unwrap_or_default(),
+                involved.field_path.as_deref().unwrap_or_default()
+            ),
             kind,
             reason.to_string(),
             message.to_string(),
@@ -153,7 +164,11 @@ impl Recorder {
             reason: Some(reason.into()),
             message: Some(message.into()),
             type_: Some(kind.as_str().into()),
-            source: Some(EventSource { component: Some(self.component.into()), host: None }),
+            source: Some(EventSource {
+                component: Some(self.component.into()),
+                host: self.host.clone(),
+            }),
+            reporting_instance: self.host.clone(),
             first_timestamp: Some(now.clone()),
             last_timestamp: Some(now),
             count: Some(1),

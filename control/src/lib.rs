@@ -12,7 +12,7 @@ mod cronjob;
 mod daemonset;
 mod deployment;
 mod endpoints;
-mod events;
+pub mod events;
 mod gc;
 mod history;
 mod job;

@@ -128,12 +128,19 @@ fn is_ready(pod: &Value) -> bool {
         .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
+/// The controller manager's lease.
+const LEASE_PATH: &str =
+    "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/flotilla-controller-manager";
+
 /// What the rollout monitor saw: the most pods of the app at once and the fewest ready ones.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 struct Bounds {
     most_pods: i64,
     fewest_ready: i64,
     samples: u64,
+    /// The sample with the fewest ready pods: the list's resourceVersion and, per
+    /// pod-template-hash, ready/all pods not being deleted.
+    fewest_ready_sample: String,
 }
 
 /// Samples the `app=web` pods every 20 ms until dropped, counting pods not being deleted and
@@ -145,8 +152,7 @@ struct Monitor {
 
 impl Monitor {
     fn start(connection: Connection) -> Monitor {
-        let bounds =
-            Arc::new(Mutex::new(Bounds { most_pods: 0, fewest_ready: i64::MAX, samples: 0 }));
+        let bounds = Arc::new(Mutex::new(Bounds { fewest_ready: i64::MAX, ..Bounds::default() }));
         let shared = bounds.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -161,9 +167,24 @@ impl Monitor {
                         .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
                         .collect();
                     let ready = pods.iter().filter(|p| is_ready(p)).count() as i64;
+                    let fewer = shared.lock().is_ok_and(|b| ready < b.fewest_ready);
+                    // Which controller manager acted, for a failure to explain itself.
+                    let lease = if fewer {
+                        connection.get_json(LEASE_PATH).await.unwrap_or_default()
+                    } else {
+                        Value::Null
+                    };
                     if let Ok(mut b) = shared.lock() {
                         b.most_pods = b.most_pods.max(pods.len() as i64);
-                        b.fewest_ready = b.fewest_ready.min(ready);
+                        if ready < b.fewest_ready {
+                            b.fewest_ready = ready;
+                            b.fewest_ready_sample = format!(
+                                "{} lease {}/{} transitions",
+                                describe_sample(&list, &pods),
+                                lease["spec"]["holderIdentity"].as_str().unwrap_or("?"),
+                                lease["spec"]["leaseTransitions"]
+                            );
+                        }
                         b.samples += 1;
                     }
                 }
@@ -175,12 +196,24 @@ impl Monitor {
 
     fn stop(self) -> Bounds {
         self.task.abort();
-        self.bounds.lock().map(|b| *b).unwrap_or(Bounds {
-            most_pods: 0,
-            fewest_ready: 0,
-            samples: 0,
-        })
+        self.bounds.lock().map(|b| b.clone()).unwrap_or_default()
     }
+}
+
+/// `rv=N hash:ready/all ...` for a pod list sample.
+fn describe_sample(list: &Value, pods: &[&Value]) -> String {
+    let mut per_hash: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for pod in pods {
+        let hash = pod["metadata"]["labels"]["pod-template-hash"].as_str().unwrap_or("-");
+        let entry = per_hash.entry(hash.to_owned()).or_default();
+        entry.0 += usize::from(is_ready(pod));
+        entry.1 += 1;
+    }
+    let mut text = format!("rv={}", list["metadata"]["resourceVersion"].as_str().unwrap_or("?"));
+    for (hash, (ready, all)) in per_hash {
+        text.push_str(&format!(" {hash}:{ready}/{all}"));
+    }
+    text
 }
 
 /// Pods per node of the pods labelled `selector`, excluding those being deleted.
@@ -293,8 +326,8 @@ async fn workloads_roll_out_order_complete_and_place_as_kubernetes_does() -> any
     rollout_status(&cluster, s, "deployment/web")?;
     let bounds = monitor.stop();
     eprintln!(
-        "rollout: at most {} pods, at least {} ready ({} samples)",
-        bounds.most_pods, bounds.fewest_ready, bounds.samples
+        "rollout: at most {} pods, at least {} ready ({} samples; fewest: {})",
+        bounds.most_pods, bounds.fewest_ready, bounds.samples, bounds.fewest_ready_sample
     );
     assert!(bounds.samples > 10, "the monitor sampled the rollout: {bounds:?}");
     assert!(bounds.most_pods <= REPLICAS + MAX_SURGE, "more than replicas + maxSurge: {bounds:?}");
@@ -613,8 +646,8 @@ async fn a_rollout_survives_the_kill_of_the_controller_lease_holder() -> anyhow:
         "--- the rollout completed within its bounds; no ReplicaSet ever exceeded the Deployment"
     );
     eprintln!(
-        "rollout across the failover: at most {} pods, at least {} ready ({} samples)",
-        bounds.most_pods, bounds.fewest_ready, bounds.samples
+        "rollout across the failover: at most {} pods, at least {} ready ({} samples; fewest: {})",
+        bounds.most_pods, bounds.fewest_ready, bounds.samples, bounds.fewest_ready_sample
     );
     assert!(bounds.most_pods <= REPLICAS + MAX_SURGE, "{bounds:?}");
     assert!(bounds.fewest_ready >= REPLICAS - MAX_UNAVAILABLE, "{bounds:?}");

@@ -1,0 +1,13 @@
+//! The agent's container runtime layer: the [`Runtime`] trait (what the agent asks of a runtime),
+//! [`CriRuntime`] (that trait over containerd's CRI v1 socket) and [`CriError`].
+//!
+//! Invariant: a `Runtime` call never retries by itself; the caller's sync loop owns retries and
+//! backoff, guided by [`CriError::is_retryable`].
+
+mod client;
+mod error;
+mod runtime;
+
+pub use client::{CriRuntime, CriRuntimeConfig};
+pub use error::CriError;
+pub use runtime::{ExecOutput, Runtime, RuntimeVersion};
