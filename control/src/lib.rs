@@ -19,7 +19,7 @@ mod job;
 mod lease;
 mod nodes;
 mod objects;
-mod quantity;
+pub mod quantity;
 mod replicaset;
 mod scheduler;
 mod scheduling;
