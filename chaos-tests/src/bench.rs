@@ -424,3 +424,46 @@ where
     all.elapsed = start.elapsed();
     Ok(all)
 }
+
+/// When each object was first seen in a state, by name, filled in by [`record_first_seen`].
+pub type FirstSeen = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>;
+
+/// Reads the watch at `path` (a `?watch=1&resourceVersion=…` URL) and records, for every
+/// object for which `reached` holds, when it was first seen so. Ends with the watch; fails on
+/// an `ERROR` event.
+pub async fn record_first_seen(
+    connection: Connection,
+    path: &str,
+    reached: fn(&Value) -> bool,
+    seen: FirstSeen,
+) -> anyhow::Result<()> {
+    use http_body_util::BodyExt;
+    let response = connection
+        .send(hyper::Method::GET, path, &[], bytes::Bytes::new())
+        .await
+        .map_err(describe)?;
+    let mut body = response.into_body();
+    let mut buffer: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        let now = Instant::now();
+        buffer.extend_from_slice(&data);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            let event: Value = serde_json::from_slice(&line)?;
+            if event["type"] == "ERROR" {
+                anyhow::bail!("the watch failed: {}", event["object"]["message"]);
+            }
+            let object = &event["object"];
+            if reached(object) {
+                if let Some(name) = object["metadata"]["name"].as_str() {
+                    seen.lock()
+                        .map_err(|_| anyhow::anyhow!("poisoned"))?
+                        .entry(name.into())
+                        .or_insert(now);
+                }
+            }
+        }
+    }
+    Ok(())
+}

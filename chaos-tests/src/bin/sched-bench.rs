@@ -10,16 +10,14 @@
 //!
 //! Usage: `sched-bench [--nodes N] [--pods P] [--keep]` (see `deploy/bench-scheduler.sh`).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
-use flotilla_chaos_tests::bench::{closed_loop, describe, quantile, Connection, Dialer, Until};
+use flotilla_chaos_tests::bench::{
+    closed_loop, describe, quantile, record_first_seen, Dialer, FirstSeen, Until,
+};
 use flotilla_chaos_tests::{flotilla_bin, Cluster};
-use http_body_util::BodyExt;
-use hyper::Method;
 use serde_json::{json, Value};
 
 const MASTERS: usize = 3;
@@ -66,38 +64,10 @@ fn pod(index: usize) -> Value {
 }
 
 /// When each pod was first seen bound, by name, filled in by the watch.
-type Bound = Arc<Mutex<HashMap<String, Instant>>>;
+type Bound = FirstSeen;
 
-/// Reads the pods' watch and records when each pod first carries a node name.
-async fn record_bindings(connection: Connection, from: String, bound: Bound) -> anyhow::Result<()> {
-    let path = format!("/api/v1/namespaces/{NAMESPACE}/pods?watch=1&resourceVersion={from}");
-    let response =
-        connection.send(Method::GET, &path, &[], Bytes::new()).await.map_err(describe)?;
-    let mut body = response.into_body();
-    let mut buffer: Vec<u8> = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else { continue };
-        let now = Instant::now();
-        buffer.extend_from_slice(&data);
-        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buffer.drain(..=end).collect();
-            let event: Value = serde_json::from_slice(&line).context("a watch event")?;
-            if event["type"] == "ERROR" {
-                bail!("the watch failed: {}", event["object"]["message"]);
-            }
-            let object = &event["object"];
-            if object["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
-                if let Some(name) = object["metadata"]["name"].as_str() {
-                    bound
-                        .lock()
-                        .map_err(|_| anyhow::anyhow!("poisoned"))?
-                        .entry(name.into())
-                        .or_insert(now);
-                }
-            }
-        }
-    }
-    Ok(())
+fn is_bound(pod: &Value) -> bool {
+    pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty())
 }
 
 fn bound_count(bound: &Bound) -> usize {
@@ -129,7 +99,11 @@ async fn run(cluster: &Cluster, nodes: usize, pods: usize) -> anyhow::Result<()>
     let list = admin.get_json(&format!("/api/v1/namespaces/{NAMESPACE}/pods?limit=1")).await?;
     let from = list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
     let bound: Bound = Arc::default();
-    let watch = tokio::spawn(record_bindings(dialer.connect(1).await?, from, bound.clone()));
+    let watch_path = format!("/api/v1/namespaces/{NAMESPACE}/pods?watch=1&resourceVersion={from}");
+    let watch = tokio::spawn({
+        let (connection, bound) = (dialer.connect(1).await?, bound.clone());
+        async move { record_first_seen(connection, &watch_path, is_bound, bound).await }
+    });
 
     eprintln!("--- create {pods} pods");
     let created_at: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; pods]));
