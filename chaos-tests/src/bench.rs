@@ -467,3 +467,95 @@ pub async fn record_first_seen(
     }
     Ok(())
 }
+
+/// Pods created in one burst and watched until each reached a state.
+pub struct Burst {
+    /// When the first create was sent.
+    pub started: Instant,
+    /// How long the creates took, all of them.
+    pub create_elapsed: Duration,
+    /// When each pod was first seen in the state, by name.
+    pub reached: std::collections::HashMap<String, Instant>,
+    /// From each pod's create to its first sighting in the state, sorted.
+    pub latencies: Vec<Duration>,
+}
+
+/// Creates `count` pods (`pod(n)`, named `pod-{n:0width$}` by the caller's `pod`) in
+/// `namespace` as fast as the connections can, watches them from just before, and waits up to
+/// `timeout` for every one to reach the state `reached` tests. Fails on a failed create, an
+/// ended watch, or pods that never got there.
+pub async fn create_and_watch(
+    dialer: &Dialer,
+    connections: &[Connection],
+    namespace: &str,
+    count: usize,
+    pod: fn(usize) -> Value,
+    reached: fn(&Value) -> bool,
+    timeout: Duration,
+) -> anyhow::Result<Burst> {
+    use std::sync::Mutex;
+    let path = format!("/api/v1/namespaces/{namespace}/pods");
+    let list = connections[0].get_json(&format!("{path}?limit=1")).await?;
+    let from = list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
+    let seen: FirstSeen = Arc::default();
+    let watch_path = format!("{path}?watch=1&resourceVersion={from}");
+    let watch = tokio::spawn({
+        let (connection, seen) = (dialer.connect(1).await?, seen.clone());
+        async move { record_first_seen(connection, &watch_path, reached, seen).await }
+    });
+    // The watch ends with this function, however it returns.
+    struct StopWatch(tokio::task::AbortHandle);
+    impl Drop for StopWatch {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _stop_watch = StopWatch(watch.abort_handle());
+
+    // Each create's pod name and when it was sent, by index.
+    type SentAt = Arc<Mutex<Vec<Option<(String, Instant)>>>>;
+    let sent_at: SentAt = Arc::new(Mutex::new(vec![None; count]));
+    let started = Instant::now();
+    let created = {
+        let sent_at = sent_at.clone();
+        closed_loop(connections, Until::Count(count), move |connection, n| {
+            let (sent_at, path) = (sent_at.clone(), path.clone());
+            async move {
+                let object = pod(n);
+                let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+                let sent = Instant::now();
+                connection.create(&path, &object).await?;
+                if let Ok(mut at) = sent_at.lock() {
+                    at[n] = Some((name, sent));
+                }
+                Ok(())
+            }
+        })
+        .await?
+    };
+    if created.errors.total() > 0 {
+        bail!("creating pods failed: {}", created.errors.lines().join("; "));
+    }
+
+    let deadline = Instant::now() + timeout;
+    let seen_count = || seen.lock().map(|s| s.len()).unwrap_or(0);
+    while seen_count() < count && Instant::now() < deadline && !watch.is_finished() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if watch.is_finished() {
+        watch.await??;
+        bail!("the watch ended early");
+    }
+    let reached = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    if reached.len() < count {
+        bail!("only {} of {count} pods got there within {timeout:?}", reached.len());
+    }
+    let sent_at = sent_at.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    let mut latencies: Vec<Duration> = sent_at
+        .iter()
+        .flatten()
+        .filter_map(|(name, at)| Some(reached.get(name)?.saturating_duration_since(*at)))
+        .collect();
+    latencies.sort();
+    Ok(Burst { started, create_elapsed: created.elapsed, reached, latencies })
+}

@@ -10,13 +10,10 @@
 //!
 //! Usage: `pod-bench [--pods N] [--keep]` (see `deploy/bench-pods.sh`).
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use flotilla_chaos_tests::bench::{
-    closed_loop, describe, quantile, record_first_seen, Dialer, FirstSeen, Until,
-};
+use flotilla_chaos_tests::bench::{create_and_watch, describe, quantile, Dialer};
 use flotilla_chaos_tests::{flotilla_bin, Cluster};
 use serde_json::{json, Value};
 
@@ -86,60 +83,11 @@ async fn run(cluster: &Cluster, pods: usize) -> anyhow::Result<()> {
     let namespace =
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
     admin.create("/api/v1/namespaces", &namespace).await.map_err(describe)?;
-    let list = admin.get_json(&format!("/api/v1/namespaces/{NAMESPACE}/pods?limit=1")).await?;
-    let from = list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
-    let ready: FirstSeen = Arc::default();
-    let watch_path = format!("/api/v1/namespaces/{NAMESPACE}/pods?watch=1&resourceVersion={from}");
-    let watch = tokio::spawn({
-        let (connection, ready) = (dialer.connect(0).await?, ready.clone());
-        async move { record_first_seen(connection, &watch_path, is_ready, ready).await }
-    });
-
     eprintln!("--- create {pods} pods at once");
-    let created_at: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; pods]));
-    let path = format!("/api/v1/namespaces/{NAMESPACE}/pods");
-    let created = {
-        let created_at = created_at.clone();
-        closed_loop(&connections, Until::Count(pods), move |connection, n| {
-            let (created_at, path) = (created_at.clone(), path.clone());
-            async move {
-                let sent = Instant::now();
-                connection.create(&path, &pod(n)).await?;
-                if let Ok(mut at) = created_at.lock() {
-                    at[n] = Some(sent);
-                }
-                Ok(())
-            }
-        })
-        .await?
-    };
-    if created.errors.total() > 0 {
-        bail!("creating pods failed: {}", created.errors.lines().join("; "));
-    }
-    let deadline = Instant::now() + START_TIMEOUT;
-    while ready.lock().map(|r| r.len()).unwrap_or(0) < pods {
-        if Instant::now() > deadline || watch.is_finished() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if watch.is_finished() {
-        watch.await??;
-        bail!("the watch ended early");
-    }
-    watch.abort();
-    let ready = ready.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-    if ready.len() < pods {
-        bail!("only {} of {pods} pods became Ready within {START_TIMEOUT:?}", ready.len());
-    }
-    let created_at = created_at.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-    let mut latencies: Vec<Duration> = (0..pods)
-        .filter_map(|n| {
-            let at = created_at[n]?;
-            Some(ready.get(&format!("pod-{n:03}"))?.saturating_duration_since(at))
-        })
-        .collect();
-    latencies.sort();
+    let burst =
+        create_and_watch(&dialer, &connections, NAMESPACE, pods, pod, is_ready, START_TIMEOUT)
+            .await?;
+    let latencies = burst.latencies;
 
     // Let the agent settle into its steady state with the pods running.
     tokio::time::sleep(Duration::from_secs(5)).await;

@@ -10,12 +10,11 @@
 //!
 //! Usage: `sched-bench [--nodes N] [--pods P] [--keep]` (see `deploy/bench-scheduler.sh`).
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use flotilla_chaos_tests::bench::{
-    closed_loop, describe, quantile, record_first_seen, Dialer, FirstSeen, Until,
+    closed_loop, create_and_watch, describe, quantile, Dialer, Until,
 };
 use flotilla_chaos_tests::{flotilla_bin, Cluster};
 use serde_json::{json, Value};
@@ -63,15 +62,8 @@ fn pod(index: usize) -> Value {
     })
 }
 
-/// When each pod was first seen bound, by name, filled in by the watch.
-type Bound = FirstSeen;
-
 fn is_bound(pod: &Value) -> bool {
     pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty())
-}
-
-fn bound_count(bound: &Bound) -> usize {
-    bound.lock().map(|b| b.len()).unwrap_or(0)
 }
 
 async fn run(cluster: &Cluster, nodes: usize, pods: usize) -> anyhow::Result<()> {
@@ -96,67 +88,17 @@ async fn run(cluster: &Cluster, nodes: usize, pods: usize) -> anyhow::Result<()>
     }
     eprintln!("registered {nodes} nodes in {:.1} s", registered.elapsed.as_secs_f64());
 
-    let list = admin.get_json(&format!("/api/v1/namespaces/{NAMESPACE}/pods?limit=1")).await?;
-    let from = list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
-    let bound: Bound = Arc::default();
-    let watch_path = format!("/api/v1/namespaces/{NAMESPACE}/pods?watch=1&resourceVersion={from}");
-    let watch = tokio::spawn({
-        let (connection, bound) = (dialer.connect(1).await?, bound.clone());
-        async move { record_first_seen(connection, &watch_path, is_bound, bound).await }
-    });
-
     eprintln!("--- create {pods} pods");
-    let created_at: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; pods]));
-    let started = Instant::now();
-    let path = format!("/api/v1/namespaces/{NAMESPACE}/pods");
-    let created = {
-        let created_at = created_at.clone();
-        let path = path.clone();
-        closed_loop(&connections, Until::Count(pods), move |connection, n| {
-            let created_at = created_at.clone();
-            let path = path.clone();
-            async move {
-                let sent = Instant::now();
-                connection.create(&path, &pod(n)).await?;
-                if let Ok(mut at) = created_at.lock() {
-                    at[n] = Some(sent);
-                }
-                Ok(())
-            }
-        })
-        .await?
-    };
-    if created.errors.total() > 0 {
-        bail!("creating pods failed: {}", created.errors.lines().join("; "));
-    }
-    let create_rate = pods as f64 / created.elapsed.as_secs_f64();
-    eprintln!("created {pods} pods in {:.1} s ({create_rate:.0}/s)", created.elapsed.as_secs_f64());
-
-    let deadline = Instant::now() + BIND_TIMEOUT;
-    while bound_count(&bound) < pods {
-        if Instant::now() > deadline || watch.is_finished() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if watch.is_finished() {
-        watch.await??;
-        bail!("the watch ended early");
-    }
-    watch.abort();
-    let bound = bound.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-    if bound.len() < pods {
-        bail!("only {} of {pods} pods were bound within {BIND_TIMEOUT:?}", bound.len());
-    }
-    let created_at = created_at.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-    let mut latencies: Vec<Duration> = (0..pods)
-        .filter_map(|n| {
-            let at = created_at[n]?;
-            Some(bound.get(&format!("pod-{n:06}"))?.saturating_duration_since(at))
-        })
-        .collect();
-    latencies.sort();
-    let last = bound.values().max().copied().unwrap_or(started);
+    let burst =
+        create_and_watch(&dialer, &connections, NAMESPACE, pods, pod, is_bound, BIND_TIMEOUT)
+            .await?;
+    let create_rate = pods as f64 / burst.create_elapsed.as_secs_f64();
+    eprintln!(
+        "created {pods} pods in {:.1} s ({create_rate:.0}/s)",
+        burst.create_elapsed.as_secs_f64()
+    );
+    let (started, latencies) = (burst.started, burst.latencies);
+    let last = burst.reached.values().max().copied().unwrap_or(started);
     let elapsed = last.saturating_duration_since(started);
     let rate = pods as f64 / elapsed.as_secs_f64();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
