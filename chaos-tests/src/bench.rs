@@ -559,3 +559,12 @@ pub async fn create_and_watch(
     latencies.sort();
     Ok(Burst { started, create_elapsed: created.elapsed, reached, latencies })
 }
+
+/// Whether a pod or node's `Ready` condition is `True`.
+pub fn is_ready(object: &Value) -> bool {
+    object["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}

@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use flotilla_chaos_tests::bench::{create_and_watch, describe, quantile, Dialer};
+use flotilla_chaos_tests::bench::{create_and_watch, describe, is_ready, quantile, Dialer};
 use flotilla_chaos_tests::{flotilla_bin, Cluster};
 use serde_json::{json, Value};
 
@@ -36,14 +36,6 @@ fn pod(index: usize) -> Value {
             "containers": [{"name": "main", "image": IMAGE, "command": ["sleep", "3600"]}],
         },
     })
-}
-
-fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
 /// Resident memory of a process, in MB, from `/proc/<pid>/status`.

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flotilla_chaos_tests::bench::{Connection, Dialer};
+use flotilla_chaos_tests::bench::{is_ready, Connection, Dialer};
 use flotilla_chaos_tests::kubelet::FakeKubelet;
 use flotilla_chaos_tests::{stdout_of, wait_until, Cluster};
 use nix::sys::signal::Signal;
@@ -118,14 +118,6 @@ fn kubectl(cluster: &Cluster, args: &[&str]) -> anyhow::Result<String> {
 /// Applies a manifest given as text.
 fn apply(cluster: &Cluster, server: &str, manifest: &str) -> anyhow::Result<String> {
     stdout_of(&cluster.kubectl_input(&[server, "apply", "-f", "-"], manifest)?)
-}
-
-fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
 /// The controller manager's lease.
