@@ -42,3 +42,18 @@ pub fn later_or_missing_first(a: Option<Timestamp>, b: Option<Timestamp>) -> Ord
 pub fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
+
+/// Clears a zero value, as a Go `omitempty` round trip through the API does, so a computed
+/// status compares equal to the stored one.
+pub fn omit_zero<T: Default + PartialEq>(field: &mut Option<T>) {
+    if field.as_ref().is_some_and(|value| *value == T::default()) {
+        *field = None;
+    }
+}
+
+/// Clears an empty list, as a Go `omitempty` round trip through the API does.
+pub fn omit_empty<T>(list: &mut Option<Vec<T>>) {
+    if list.as_ref().is_some_and(Vec::is_empty) {
+        *list = None;
+    }
+}

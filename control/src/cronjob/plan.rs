@@ -478,8 +478,6 @@ fn finished_condition(job: &Job) -> Option<&'static str> {
 
 /// Drops an empty active list, as a Go `omitempty` round trip does.
 fn normalized(mut status: CronJobStatus) -> CronJobStatus {
-    if status.active.as_ref().is_some_and(Vec::is_empty) {
-        status.active = None;
-    }
+    crate::objects::omit_empty(&mut status.active);
     status
 }

@@ -22,7 +22,7 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use crate::objects::{controller_of, count, later_or_missing_first};
+use crate::objects::{controller_of, count, later_or_missing_first, omit_empty, omit_zero};
 use crate::selector::Selector;
 
 #[cfg(test)]
@@ -213,22 +213,12 @@ fn status_of(
 /// Drops optional counters equal to zero, as a Go `omitempty` round trip through the API does, so
 /// a freshly computed status compares equal to the stored one.
 fn normalized(mut status: ReplicaSetStatus) -> ReplicaSetStatus {
-    for field in [
-        &mut status.fully_labeled_replicas,
-        &mut status.ready_replicas,
-        &mut status.available_replicas,
-        &mut status.terminating_replicas,
-    ] {
-        if *field == Some(0) {
-            *field = None;
-        }
-    }
-    if status.observed_generation == Some(0) {
-        status.observed_generation = None;
-    }
-    if status.conditions.as_ref().is_some_and(Vec::is_empty) {
-        status.conditions = None;
-    }
+    omit_zero(&mut status.fully_labeled_replicas);
+    omit_zero(&mut status.ready_replicas);
+    omit_zero(&mut status.available_replicas);
+    omit_zero(&mut status.terminating_replicas);
+    omit_zero(&mut status.observed_generation);
+    omit_empty(&mut status.conditions);
     status
 }
 

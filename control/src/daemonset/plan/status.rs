@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::DaemonSetStatus;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{Work, CONTROLLER_REVISION_HASH_LABEL, TEMPLATE_GENERATION_LABEL};
-use crate::objects::{count, is_ready, ready_since};
+use crate::objects::{count, is_ready, omit_empty, omit_zero, ready_since};
 
 impl Work<'_> {
     /// Computes the status from the pods as they were before this plan's writes, and when a ready
@@ -68,21 +68,11 @@ impl Work<'_> {
 
 /// Drops optional counters equal to zero, as a Go `omitempty` round trip through the API does.
 fn normalized(mut status: DaemonSetStatus) -> DaemonSetStatus {
-    for field in [
-        &mut status.number_available,
-        &mut status.number_unavailable,
-        &mut status.updated_number_scheduled,
-    ] {
-        if *field == Some(0) {
-            *field = None;
-        }
-    }
-    if status.observed_generation == Some(0) {
-        status.observed_generation = None;
-    }
-    if status.conditions.as_ref().is_some_and(Vec::is_empty) {
-        status.conditions = None;
-    }
+    omit_zero(&mut status.number_available);
+    omit_zero(&mut status.number_unavailable);
+    omit_zero(&mut status.updated_number_scheduled);
+    omit_zero(&mut status.observed_generation);
+    omit_empty(&mut status.conditions);
     status
 }
 

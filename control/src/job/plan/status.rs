@@ -7,6 +7,7 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{earliest, Plan, PlanError};
+use crate::objects::{omit_empty, omit_zero};
 
 /// Adds the TTL-after-finished deletion time for a finished Job (and a recheck until then).
 pub(super) fn schedule_deletion(
@@ -89,23 +90,14 @@ pub(super) fn new_condition(
 /// Drops empty optional values, as a Go `omitempty` round trip through the API does, so a
 /// computed status compares equal to the stored one.
 pub(super) fn normalized(mut status: JobStatus) -> JobStatus {
-    for counter in [&mut status.active, &mut status.succeeded, &mut status.failed] {
-        if *counter == Some(0) {
-            *counter = None;
-        }
-    }
-    if status.conditions.as_ref().is_some_and(Vec::is_empty) {
-        status.conditions = None;
-    }
-    if status.completed_indexes.as_deref() == Some("") {
-        status.completed_indexes = None;
-    }
+    omit_zero(&mut status.active);
+    omit_zero(&mut status.succeeded);
+    omit_zero(&mut status.failed);
+    omit_empty(&mut status.conditions);
+    omit_zero(&mut status.completed_indexes);
     let mut uncounted = status.uncounted_terminated_pods.take().unwrap_or_default();
-    for uids in [&mut uncounted.succeeded, &mut uncounted.failed] {
-        if uids.as_ref().is_some_and(Vec::is_empty) {
-            *uids = None;
-        }
-    }
+    omit_empty(&mut uncounted.succeeded);
+    omit_empty(&mut uncounted.failed);
     status.uncounted_terminated_pods = Some(uncounted);
     status
 }
