@@ -9,6 +9,8 @@
 //! [`slices::plan`] and [`subsets::plan`] decide, each write conditional on the resourceVersion
 //! or uid it was planned from. Endpoints of deleted Services are deleted as upstream does.
 
+#[cfg(test)]
+mod fixtures;
 mod service_pods;
 mod slices;
 mod subsets;

@@ -1,98 +1,33 @@
-use std::collections::BTreeMap;
-
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, Node, ObjectReference, Pod, PodCondition, PodIP, PodSpec, PodStatus,
-    Service, ServicePort, ServiceSpec,
-};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, PodIP, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::*;
-
-fn labels(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
-    Some(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
-}
+use crate::endpoints::fixtures::{self, labels, pod, with};
 
 fn now() -> Time {
     Time("2025-01-01T12:00:00Z".parse::<Timestamp>().unwrap())
 }
 
-/// Service "web" selecting app=web, port "http" 80 -> named target "http", IPv4.
+/// Service "web" selecting app=web, port "http" 80 -> named target "http" (TCP, appProtocol
+/// http), IPv4.
 fn service() -> Service {
-    Service {
-        metadata: ObjectMeta {
-            name: Some("web".into()),
-            namespace: Some("default".into()),
-            uid: Some("svc-uid".into()),
-            labels: labels(&[("team", "a")]),
-            ..ObjectMeta::default()
-        },
-        spec: Some(ServiceSpec {
-            selector: labels(&[("app", "web")]),
-            cluster_ip: Some("10.96.0.10".into()),
-            ip_families: Some(vec!["IPv4".into()]),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                target_port: Some(IntOrString::String("http".into())),
-                protocol: Some("TCP".into()),
-                app_protocol: Some("http".into()),
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
-        }),
-        status: None,
+    let mut service = fixtures::service();
+    if let Some(port) =
+        service.spec.as_mut().and_then(|s| s.ports.as_mut()).and_then(|p| p.first_mut())
+    {
+        port.protocol = Some("TCP".into());
+        port.app_protocol = Some("http".into());
     }
-}
-
-/// A ready pod "name" at `ip` on node n1, whose container names port 8080 "http".
-fn pod(name: &str, ip: &str) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("default".into()),
-            uid: Some(format!("{name}-uid")),
-            labels: labels(&[("app", "web")]),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some("n1".into()),
-            containers: vec![Container {
-                name: "app".into(),
-                ports: Some(vec![ContainerPort {
-                    name: Some("http".into()),
-                    container_port: 8080,
-                    ..ContainerPort::default()
-                }]),
-                ..Container::default()
-            }],
-            ..PodSpec::default()
-        }),
-        status: Some(PodStatus {
-            phase: Some("Running".into()),
-            pod_ip: Some(ip.into()),
-            pod_ips: Some(vec![PodIP { ip: ip.into() }]),
-            conditions: Some(vec![PodCondition {
-                type_: "Ready".into(),
-                status: "True".into(),
-                ..PodCondition::default()
-            }]),
-            ..PodStatus::default()
-        }),
-    }
+    service
 }
 
 fn pods(count: usize) -> Vec<Pod> {
     (0..count)
         .map(|i| pod(&format!("p{i:03}"), &format!("10.0.{}.{}", i / 250, i % 250 + 1)))
         .collect()
-}
-
-fn with(mut pod: Pod, change: impl FnOnce(&mut Pod)) -> Pod {
-    change(&mut pod);
-    pod
 }
 
 fn not_ready(pod: &mut Pod) {
