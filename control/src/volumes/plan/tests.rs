@@ -167,16 +167,12 @@ impl World {
                             .iter_mut()
                             .find(|v| v.metadata.name == new.metadata.name)
                             .unwrap();
-                        let expected = planned_versions
-                            .get(&key)
-                            .cloned()
-                            .unwrap_or_else(|| current.metadata.resource_version.clone());
-                        assert_eq!(
-                            new.metadata.resource_version, expected,
-                            "precondition of {key}"
+                        let version = checked_version(
+                            &mut planned_versions,
+                            key,
+                            &new.metadata,
+                            &current.metadata,
                         );
-                        planned_versions.insert(key, new.metadata.resource_version.clone());
-                        let version = bump(&current.metadata.resource_version);
                         if matches!(write, Write::UpdateVolume(_)) {
                             current.metadata = new.metadata.clone();
                             current.spec = new.spec.clone();
@@ -192,16 +188,12 @@ impl World {
                             .iter_mut()
                             .find(|c| c.metadata.name == new.metadata.name)
                             .unwrap();
-                        let expected = planned_versions
-                            .get(&key)
-                            .cloned()
-                            .unwrap_or_else(|| current.metadata.resource_version.clone());
-                        assert_eq!(
-                            new.metadata.resource_version, expected,
-                            "precondition of {key}"
+                        let version = checked_version(
+                            &mut planned_versions,
+                            key,
+                            &new.metadata,
+                            &current.metadata,
                         );
-                        planned_versions.insert(key, new.metadata.resource_version.clone());
-                        let version = bump(&current.metadata.resource_version);
                         if matches!(write, Write::UpdateClaim(_)) {
                             current.metadata = new.metadata.clone();
                             current.spec = new.spec.clone();
@@ -220,6 +212,20 @@ impl World {
         }
         self
     }
+}
+
+/// Checks that a write is conditional on the version planned for it (the stored one, or the
+/// one an earlier write of the same operation wrote) and returns the version it stores.
+fn checked_version(
+    planned: &mut BTreeMap<String, Option<String>>,
+    key: String,
+    written: &ObjectMeta,
+    current: &ObjectMeta,
+) -> Option<String> {
+    let expected = planned.get(&key).cloned().unwrap_or_else(|| current.resource_version.clone());
+    assert_eq!(written.resource_version, expected, "precondition of {key}");
+    planned.insert(key, written.resource_version.clone());
+    bump(&current.resource_version)
 }
 
 fn bump(version: &Option<String>) -> Option<String> {
