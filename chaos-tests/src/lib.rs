@@ -67,6 +67,8 @@ pub struct Cluster {
     pub members: Vec<Member>,
     env: Vec<(String, String)>,
     up: Child,
+    /// Leave `dir` in place when dropped (the cluster still stops).
+    keep_dir: bool,
 }
 
 impl Cluster {
@@ -130,7 +132,12 @@ impl Cluster {
                 Member { dir: dir.join(&name), name, client_url: url.to_string() }
             })
             .collect();
-        Ok(Cluster { dir, members, env, up })
+        Ok(Cluster { dir, members, env, up, keep_dir: false })
+    }
+
+    /// Keeps the cluster's directory (logs, data, certificates) once the cluster is dropped.
+    pub fn keep_dir(&mut self) {
+        self.keep_dir = true;
     }
 
     /// The administrator kubeconfig `flotilla up` wrote.
@@ -355,7 +362,9 @@ impl Drop for Cluster {
         }
         let _ = self.up.kill();
         let _ = self.up.wait();
-        if std::thread::panicking() {
+        if self.keep_dir {
+            eprintln!("cluster directory kept: {}", self.dir.display());
+        } else if std::thread::panicking() {
             eprintln!("keeping {} for inspection", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);

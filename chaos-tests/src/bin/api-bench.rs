@@ -575,11 +575,7 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("cluster: {}", cluster.dir.display());
     let outcome = run(&cluster, seconds, &phases).await;
     if keep {
-        // The harness removes `dir` on drop; pointing it at a path that does not exist keeps
-        // the directory while the drop still stops the cluster.
-        let dir = cluster.dir.clone();
-        cluster.dir = dir.join("kept by --keep, not a directory");
-        eprintln!("cluster directory kept: {}", dir.display());
+        cluster.keep_dir();
     }
     let report = outcome?;
     report.print(seconds);

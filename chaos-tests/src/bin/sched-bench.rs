@@ -144,9 +144,7 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("cluster: {}", cluster.dir.display());
     let outcome = run(&cluster, nodes, pods).await;
     if keep {
-        let dir = cluster.dir.clone();
-        cluster.dir = dir.join("kept by --keep, not a directory");
-        eprintln!("cluster directory kept: {}", dir.display());
+        cluster.keep_dir();
     }
     drop(cluster);
     outcome

@@ -279,6 +279,18 @@ struct Finishing {
     interim_stored: bool,
 }
 
+impl Finishing {
+    /// The Job fails for `reason`; no interim condition is stored yet.
+    fn failed(reason: &str, message: &str) -> Finishing {
+        Finishing {
+            success: false,
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+            interim_stored: false,
+        }
+    }
+}
+
 /// The counters one plan updates as it decides.
 #[derive(Debug, Default)]
 struct Counts {
@@ -406,19 +418,13 @@ impl<'a> Sync<'a> {
         failed: i32,
         recheck: &mut Option<SignedDuration>,
     ) -> Option<Finishing> {
-        let failing = |reason: &str, message: &str| Finishing {
-            success: false,
-            reason: reason.to_owned(),
-            message: message.to_owned(),
-            interim_stored: false,
-        };
         let limit = self.spec.backoff_limit.unwrap_or(if self.per_index.is_some() {
             i32::MAX
         } else {
             DEFAULT_BACKOFF_LIMIT
         });
         if failed > limit || self.past_backoff_limit_on_failure(limit) {
-            return Some(failing(
+            return Some(Finishing::failed(
                 "BackoffLimitExceeded",
                 "Job has reached the specified backoff limit",
             ));
@@ -430,7 +436,7 @@ impl<'a> Sync<'a> {
         let start = status.start_time.as_ref().map_or(self.now, |time| time.0);
         let remaining = SignedDuration::from_secs(deadline) - start.duration_until(self.now);
         if remaining <= SignedDuration::ZERO {
-            return Some(failing(
+            return Some(Finishing::failed(
                 "DeadlineExceeded",
                 "Job was active longer than specified deadline",
             ));

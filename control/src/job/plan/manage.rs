@@ -285,21 +285,15 @@ impl<'a> Sync<'a> {
         failed: &Intervals,
         succeeded: &Intervals,
     ) -> Option<Finishing> {
-        let failing = |reason: &str, message: &str| Finishing {
-            success: false,
-            reason: reason.to_owned(),
-            message: message.to_owned(),
-            interim_stored: false,
-        };
         let max = self.spec.max_failed_indexes.and_then(|max| usize::try_from(max).ok());
         if max.is_some_and(|max| failed.total() > max) {
-            return Some(failing(
+            return Some(Finishing::failed(
                 "MaxFailedIndexesExceeded",
                 "Job has exceeded the specified maximal number of failed indexes",
             ));
         }
         if failed.total() > 0 && failed.total() + succeeded.total() >= self.completions_usize() {
-            return Some(failing("FailedIndexes", "Job has failed indexes"));
+            return Some(Finishing::failed("FailedIndexes", "Job has failed indexes"));
         }
         None
     }
