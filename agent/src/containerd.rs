@@ -33,6 +33,7 @@ use ctr::{cri_plugin_status, imported_images, Ctr};
 pub use error::ContainerdError;
 pub use layout::{cgroup_parent, Layout};
 pub use reset::reset;
+pub(crate) use reset::{cgroup_dirs, mount_points_under};
 pub use tools::Tools;
 
 /// The sandbox image `deploy/install.sh` builds, in the agent's default images directory.

@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 use super::observe::{observe, sandbox_state, Sandboxes};
 use super::probe::{Prober, Target};
 use super::volumes::{self, Sources};
+use crate::containerd::{cgroup_dirs, mount_points_under};
 use crate::cri::{CriError, Runtime};
 use crate::pods::container::{self, Context, ImageUser};
 use crate::pods::event::PodEvent;
@@ -199,14 +200,15 @@ fn dead_instances(observed: &Observed) -> Vec<String> {
         .collect()
 }
 
+/// The kernel's table of this process's mounts.
+fn mountinfo() -> String {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
+}
+
 /// Removes the pod's cgroup from every mounted hierarchy (runc creates it, nobody else removes
 /// it). Directories still holding processes stay; the next pass tries again.
 fn remove_cgroup(parent: &str) {
-    let relative = parent.trim_start_matches('/');
-    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else { return };
-    let mut candidates: Vec<PathBuf> = vec![Path::new("/sys/fs/cgroup").join(relative)];
-    candidates.extend(hierarchies.flatten().map(|entry| entry.path().join(relative)));
-    for path in candidates {
+    for path in cgroup_dirs(&mountinfo(), parent) {
         if path.is_dir() {
             if let Err(err) = std::fs::remove_dir(&path) {
                 tracing::debug!(path = %path.display(), error = %err, "removing a pod cgroup");
@@ -234,7 +236,7 @@ impl<R: Runtime> Syncer<R> {
         let now = Timestamp::now();
         let uid = uid_of(pod);
         state.backoff.collect_garbage(now);
-        let (observed, _) =
+        let (mut observed, mut sandboxes) =
             observe(&self.runtime, uid, state.prober.results(), state.start_failures.clone())
                 .await?;
         let decision = decide(pod, &observed, &state.backoff, now);
@@ -265,12 +267,15 @@ impl<R: Runtime> Syncer<R> {
                 self.runtime.stop_pod_sandbox(&sandbox.id).await?;
             }
         }
-        for id in decision.remove.iter().chain(&dead_instances(&observed)) {
+        let removed: Vec<String> =
+            decision.remove.iter().cloned().chain(dead_instances(&observed)).collect();
+        for id in &removed {
             self.runtime.remove_container(id).await?;
         }
 
         let mut retry_soon = false;
-        if decision.create_sandbox.is_some() || !decision.start.is_empty() {
+        let starting = decision.create_sandbox.is_some() || !decision.start.is_empty();
+        if starting {
             retry_soon |= !self.create_and_start(pod, state, &decision, &observed).await?;
         } else if pod.metadata.deletion_timestamp.is_none() {
             self.refresh_volumes(pod).await?;
@@ -279,9 +284,16 @@ impl<R: Runtime> Syncer<R> {
             state.start_failures.insert(name.clone(), failure.clone());
         }
 
-        let (observed, sandboxes) =
-            observe(&self.runtime, uid, state.prober.results(), state.start_failures.clone())
-                .await?;
+        // The runtime is read again only if this pass changed something in it.
+        let acted =
+            starting || decision.stop_sandbox || !decision.kill.is_empty() || !removed.is_empty();
+        if acted {
+            (observed, sandboxes) =
+                observe(&self.runtime, uid, state.prober.results(), state.start_failures.clone())
+                    .await?;
+        } else {
+            observed.start_failures = state.start_failures.clone();
+        }
         let status = pod_status(pod, &observed, &self.node.host_ips, now);
         self.write_status(pod, &status).await?;
         state.prober.update(&self.runtime, &self.recorder, &self.probe_targets(pod, &observed));
@@ -670,13 +682,9 @@ impl<R: Runtime> Syncer<R> {
 
 /// Removes a pod's directory, unmounting memory-backed emptyDirs first.
 fn remove_pod_dir(dir: &Path) {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let prefix = format!("{}/", dir.display());
-    for target in mounts.lines().filter_map(|line| line.split(' ').nth(1)) {
-        if target.starts_with(&prefix) {
-            if let Err(err) = nix::mount::umount(target) {
-                tracing::warn!(target, error = %err, "unmounting a pod volume");
-            }
+    for target in mount_points_under(&mountinfo(), dir) {
+        if let Err(err) = nix::mount::umount(&target) {
+            tracing::warn!(target = %target.display(), error = %err, "unmounting a pod volume");
         }
     }
     if let Err(err) = std::fs::remove_dir_all(dir) {

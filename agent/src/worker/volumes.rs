@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret, Volume};
 use k8s_openapi::ByteString;
 
+use crate::containerd::mount_points_under;
 use crate::pods::container::HostVolume;
 
 /// Why a volume could not be set up.
@@ -133,11 +134,11 @@ fn create_dir(dir: &Path) -> Result<(), String> {
 
 /// Mounts a tmpfs on `dir` unless one is there already.
 fn mount_tmpfs(dir: &Path) -> Result<(), String> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let target = dir.display().to_string();
-    if mounts.lines().any(|line| line.split(' ').nth(1) == Some(target.as_str())) {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if mount_points_under(&mountinfo, dir).iter().any(|point| point == dir) {
         return Ok(());
     }
+    let target = dir.display();
     nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>)
         .map_err(|e| format!("mounting a tmpfs on {target}: {e}"))
 }
