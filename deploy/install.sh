@@ -23,6 +23,10 @@ have iptables || packages+=(iptables)
 if ! have busybox || ldd "$(command -v busybox || echo /bin/busybox)" >/dev/null 2>&1; then
   packages+=(busybox-static)
 fi
+# The service dataplane's eBPF programs are compiled by clang against libbpf's headers.
+have clang || packages+=(clang llvm)
+[ -f /usr/include/bpf/bpf_helpers.h ] || packages+=(libbpf-dev)
+have bpftool || packages+=(bpftool)
 if [ "${FLOTILLA_WITH_ETCD_SERVER:-0}" = 1 ] && ! command -v etcd >/dev/null; then
   packages+=(etcd-server)
 fi

@@ -1,11 +1,14 @@
 //! `flotilla agent`: one node's agent.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use flotilla_agent::{Agent, AgentConfig, Layout, DEFAULT_IMAGES_DIR, DEFAULT_PAUSE_IMAGE};
+use flotilla_agent::{
+    Agent, AgentConfig, Layout, DEFAULT_CLUSTER_DNS, DEFAULT_IMAGES_DIR, DEFAULT_PAUSE_IMAGE,
+};
 
 #[derive(Args, Clone, Debug)]
 pub struct AgentArgs {
@@ -45,6 +48,13 @@ pub struct AgentArgs {
     /// The sandbox (pause) image.
     #[arg(long, default_value = DEFAULT_PAUSE_IMAGE)]
     pub pause_image: String,
+    /// The DNS server address pods are given; the agent answers it for its own pods. The
+    /// masters create `kube-system/kube-dns` on the tenth address of the service range.
+    #[arg(long, default_value = DEFAULT_CLUSTER_DNS)]
+    pub cluster_dns: Ipv4Addr,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
 }
 
 /// `flotilla reset`: what a node's agent ran, removed.
@@ -59,7 +69,7 @@ pub struct ResetArgs {
 }
 
 /// Stops and removes every pod of the node's containerd, its network leftovers and pod
-/// cgroups, then stops containerd.
+/// cgroups, then stops containerd and detaches the node's service dataplane.
 pub async fn reset(args: ResetArgs) -> anyhow::Result<()> {
     let layout = Layout::new(&args.data_dir, &args.name)?;
     flotilla_agent::reset(&layout).await.context("resetting the node")?;
@@ -79,6 +89,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         runtime_endpoint: args.container_runtime_endpoint,
         images: args.images,
         pause_image: args.pause_image,
+        cluster_dns: args.cluster_dns,
+        cluster_domain: args.cluster_domain,
     };
     let agent = Agent::start(config).await.context("starting the agent")?;
     tracing::info!(node = %args.name, "agent started");

@@ -30,7 +30,7 @@ enum Command {
     Master(Box<master::MasterArgs>),
     /// Run a node's agent: register the machine as a Node, report its status and run the
     /// pods bound to it.
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// Remove everything a node's agent ran: its pods' containers and sandboxes, their network
     /// leftovers and cgroups; then stop its containerd.
     Reset(agent::ResetArgs),
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Master(args) => master::run(*args).await,
-            Command::Agent(args) => agent::run(args).await,
+            Command::Agent(args) => agent::run(*args).await,
             Command::Reset(args) => agent::reset(args).await,
             Command::Up(args) => up::run(args).await,
         }

@@ -6,7 +6,8 @@
 //! another master when one stops answering. It runs the node's pods through the CRI
 //! ([`worker`]) in a containerd of its own ([`containerd`]), or in one given by
 //! `--container-runtime-endpoint`, and reports the node Ready once the runtime and its pod
-//! network are.
+//! network are. Its networking ([`flotilla_net::node`]) load-balances Services in the eBPF
+//! dataplane and answers the cluster DNS for its pods.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -18,7 +19,7 @@ mod pods;
 mod upstream;
 mod worker;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,10 +32,13 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use containerd::{reset, Layout, DEFAULT_IMAGES_DIR, DEFAULT_PAUSE_IMAGE};
 use containerd::{Containerd, Tools};
+pub use containerd::{Layout, DEFAULT_IMAGES_DIR, DEFAULT_PAUSE_IMAGE};
 use cri::{CriRuntime, CriRuntimeConfig, Runtime};
 use flotilla_control::events::Recorder;
+use flotilla_ebpf::{Dataplane, DataplaneConfig};
+use flotilla_net::dns::{parse_resolv_conf, ZoneConfig};
+use flotilla_net::node::NodeNetConfig;
 pub use machine::Machine;
 use node::Identity;
 use pods::qos::CgroupDriver;
@@ -72,7 +76,15 @@ pub struct AgentConfig {
     pub images: Vec<PathBuf>,
     /// The sandbox (pause) image.
     pub pause_image: String,
+    /// The address pods send DNS queries to (kubelet's `clusterDNS`); the agent answers it.
+    pub cluster_dns: Ipv4Addr,
+    /// The cluster's DNS domain (kubelet's `clusterDomain`).
+    pub cluster_domain: String,
 }
+
+/// kubeadm's cluster DNS address: the tenth of the default service range, where the masters
+/// create `kube-system/kube-dns`.
+pub const DEFAULT_CLUSTER_DNS: &str = "10.96.0.10";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -88,6 +100,8 @@ pub enum AgentError {
     Containerd(#[from] containerd::ContainerdError),
     #[error("{0}")]
     Runtime(#[from] cri::CriError),
+    #[error("loading the service dataplane")]
+    Dataplane(#[from] flotilla_ebpf::EbpfError),
 }
 
 /// A running agent.
@@ -205,14 +219,31 @@ impl Agent {
         };
         let (health_tx, health) = watch::channel(identity.runtime_problem.clone());
         tasks.spawn(runtime_health(runtime.clone(), health_tx, stop.clone()));
-        if containerd.is_some() {
-            tasks.spawn(pod_network(
-                client.clone(),
-                layout.clone(),
-                config.name.clone(),
-                stop.clone(),
-            ));
-        }
+        let (pod_cidr_tx, pod_cidr) = watch::channel(None);
+        tasks.spawn(pod_network(
+            client.clone(),
+            containerd.is_some().then(|| layout.clone()),
+            config.name.clone(),
+            pod_cidr_tx,
+            stop.clone(),
+        ));
+        let dataplane = Dataplane::open(&DataplaneConfig::for_node(&config.name))?;
+        let network = NodeNetConfig {
+            node: config.name.clone(),
+            cluster_dns: config.cluster_dns,
+            zone: ZoneConfig { domain: config.cluster_domain.clone(), ..ZoneConfig::default() },
+            upstreams: parse_resolv_conf(
+                &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            ),
+        };
+        let (net_client, net_stop) = (client.clone(), stop.clone());
+        tasks.spawn(async move {
+            if let Err(err) =
+                flotilla_net::node::run(net_client, network, dataplane, pod_cidr, net_stop).await
+            {
+                tracing::error!(error = %err, "node networking stopped");
+            }
+        });
         let machine = Machine::read(&config.data_dir).map_err(|err| AgentError::DataDir {
             path: config.data_dir.display().to_string(),
             reason: err.to_string(),
@@ -241,15 +272,21 @@ impl Agent {
     }
 }
 
+/// Removes what `layout`'s node left on the machine: its pods, containerd and pod network
+/// leftovers, then its service dataplane (the programs stop translating Service addresses).
+pub async fn reset(layout: &Layout) -> Result<(), AgentError> {
+    let pods = containerd::reset(layout).await;
+    flotilla_ebpf::reset(&DataplaneConfig::for_node(layout.node()).pin_dir)?;
+    Ok(pods?)
+}
+
 /// What the pod workers need to know about the node.
 fn node_context(config: &AgentConfig, layout: &Layout, machine: &Machine) -> NodeContext {
     let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").ok();
     let settings = NodeSettings {
         dns: DnsSettings {
-            // Cluster DNS comes with the networking work; until then ClusterFirst pods resolve
-            // through the node's resolver, as kubelet does without clusterDNS.
-            cluster_dns: Vec::new(),
-            cluster_domain: "cluster.local".into(),
+            cluster_dns: vec![config.cluster_dns.to_string()],
+            cluster_domain: config.cluster_domain.clone(),
             resolv_conf,
             node_ips: vec![config.address.clone()],
         },
@@ -347,7 +384,15 @@ async fn runtime_health(
 }
 
 /// Waits for the masters to give the node its pod CIDR, then writes the CNI network for it.
-async fn pod_network(client: kube::Client, layout: Layout, name: String, stop: CancellationToken) {
+/// Follows the pod CIDR the masters give the node: publishes it for the node's networking
+/// and, when the agent runs its own containerd (`layout`), writes the CNI network from it.
+async fn pod_network(
+    client: kube::Client,
+    layout: Option<Layout>,
+    name: String,
+    published: watch::Sender<Option<String>>,
+    stop: CancellationToken,
+) {
     let nodes: Api<Node> = Api::all(client);
     let mut written: Option<String> = None;
     loop {
@@ -359,8 +404,15 @@ async fn pod_network(client: kube::Client, layout: Layout, name: String, stop: C
             }
         };
         if let Some(cidr) = cidr.filter(|c| written.as_ref() != Some(c)) {
-            match containerd::write_cni(&layout, &cidr).await {
-                Ok(_) => written = Some(cidr),
+            let outcome = match &layout {
+                Some(layout) => containerd::write_cni(layout, &cidr).await.map(|_| ()),
+                None => Ok(()),
+            };
+            match outcome {
+                Ok(()) => {
+                    published.send_replace(Some(cidr.clone()));
+                    written = Some(cidr);
+                }
                 Err(err) => tracing::warn!(error = %err, "writing the pod network"),
             }
         }

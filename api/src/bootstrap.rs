@@ -4,6 +4,7 @@
 use flotilla_store::KvStore;
 use serde_json::{json, Value};
 
+use crate::allocate::ServiceRanges;
 use crate::error::ApiError;
 use crate::registry::{Registry, WriteOptions};
 
@@ -135,6 +136,44 @@ fn node_rules() -> Vec<Value> {
     ]
 }
 
+/// The Services every cluster has: `default/kubernetes` on the first address of the service
+/// range, and `kube-system/kube-dns` on the tenth, which every agent answers itself (its
+/// cluster DNS is node-local, so the Service has no endpoints).
+fn services(ranges: &ServiceRanges) -> Vec<Value> {
+    let kubernetes = ranges.nth(1);
+    let dns = ranges.nth(10);
+    vec![
+        json!({
+            "metadata": {
+                "name": "kubernetes", "namespace": "default",
+                "labels": { "component": "apiserver", "provider": "kubernetes" },
+            },
+            "spec": {
+                "type": "ClusterIP", "clusterIP": kubernetes.to_string(),
+                "clusterIPs": [kubernetes.to_string()], "sessionAffinity": "None",
+                "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443 }],
+            },
+        }),
+        json!({
+            "metadata": {
+                "name": "kube-dns", "namespace": "kube-system",
+                "labels": {
+                    "k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",
+                    "kubernetes.io/name": "CoreDNS",
+                },
+            },
+            "spec": {
+                "type": "ClusterIP", "clusterIP": dns.to_string(), "clusterIPs": [dns.to_string()],
+                "sessionAffinity": "None",
+                "ports": [
+                    { "name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53 },
+                    { "name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53 },
+                ],
+            },
+        }),
+    ]
+}
+
 /// Creates whatever of the bootstrap objects is missing.
 pub async fn ensure<S: KvStore>(registry: &Registry<S>) -> Result<(), ApiError> {
     let options = WriteOptions {
@@ -145,6 +184,7 @@ pub async fn ensure<S: KvStore>(registry: &Registry<S>) -> Result<(), ApiError> 
         .iter()
         .map(|name| ("", "namespaces", json!({ "metadata": { "name": name } })))
         .collect();
+    objects.extend(services(&registry.ranges).into_iter().map(|service| ("", "services", service)));
     for (name, rules) in cluster_roles() {
         objects.push((
             "rbac.authorization.k8s.io",
@@ -185,11 +225,12 @@ pub async fn ensure<S: KvStore>(registry: &Registry<S>) -> Result<(), ApiError> 
     ));
     for (group, plural, object) in objects {
         let Some(resource) = registry.catalog.get(group, "v1", plural) else { continue };
-        let key = resource.key(None, crate::meta::name(&object));
+        let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
+        let key = resource.key(namespace.as_deref(), crate::meta::name(&object));
         if registry.objects.get(&key, false).await?.is_some() {
             continue;
         }
-        match registry.create(&resource, None, object, &options).await {
+        match registry.create(&resource, namespace.as_deref(), object, &options).await {
             Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
             Err(err) => return Err(err),
         }

@@ -18,6 +18,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 pub mod bench;
+pub mod kube_proxy;
 pub mod kubelet;
 pub mod netns;
 

@@ -94,7 +94,7 @@ async fn deleting_a_service_frees_its_cluster_ip() -> anyhow::Result<()> {
     let reply = admin.post(SERVICES, &wanted).await?.expect(StatusCode::CREATED)?;
     assert_eq!(cluster_ip(&reply)?, ip);
     let list = admin.get(SERVICES).await?.expect(StatusCode::OK)?;
-    assert_eq!(item_names(&list.json), ["second"]);
+    assert_eq!(item_names(&list.json), ["kubernetes", "second"], "the bootstrap Service and ours");
 
     server.stop().await;
     Ok(())

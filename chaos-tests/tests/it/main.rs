@@ -7,4 +7,5 @@ mod faults;
 mod kubectl;
 mod partition;
 mod python;
+mod services;
 mod workloads;

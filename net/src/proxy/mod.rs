@@ -1,0 +1,6 @@
+//! The service proxy: programs the node's dataplane from Services and EndpointSlices.
+
+pub mod plan;
+mod state;
+
+pub use state::{Changes, Proxy, ServiceKey, SERVICE_NAME_LABEL};

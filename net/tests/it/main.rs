@@ -1,0 +1,8 @@
+//! Integration tests of flotilla-net, in one binary to keep link time down.
+//!
+//! - [`dns`]: the cluster DNS over real UDP and TCP sockets on 127.0.0.1.
+
+// Tests may unwrap: a panic is a test failure with its location.
+#![allow(clippy::unwrap_used)]
+
+mod dns;
