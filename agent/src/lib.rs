@@ -230,6 +230,7 @@ impl Agent {
         let dataplane = Dataplane::open(&DataplaneConfig::for_node(&config.name))?;
         let network = NodeNetConfig {
             node: config.name.clone(),
+            addresses: config.address.parse().into_iter().collect(),
             cluster_dns: config.cluster_dns,
             zone: ZoneConfig { domain: config.cluster_domain.clone(), ..ZoneConfig::default() },
             upstreams: parse_resolv_conf(

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::dns::{DnsConfig, DnsError, DnsServer, Zone, ZoneConfig, ZoneHandle};
 use crate::feed::{Feed, Sink};
 use crate::proxy::plan::Frontends;
-use crate::proxy::Proxy;
+use crate::proxy::{NodeView, Proxy};
 
 /// How often Services whose programming failed are tried again.
 const RETRY: Duration = Duration::from_secs(1);
@@ -29,6 +29,8 @@ const RETRY: Duration = Duration::from_secs(1);
 pub struct NodeNetConfig {
     /// The Node's name (for `internalTrafficPolicy: Local`).
     pub node: String,
+    /// The node's addresses, where node ports answer (besides 127.0.0.1).
+    pub addresses: Vec<Ipv4Addr>,
     /// The address pods send DNS queries to.
     pub cluster_dns: Ipv4Addr,
     pub zone: ZoneConfig,
@@ -162,7 +164,8 @@ pub async fn run<T: ServiceTable>(
     mut pod_cidr: watch::Receiver<Option<String>>,
     stop: CancellationToken,
 ) -> Result<(), NodeNetError> {
-    let proxy = Proxy::new(table, &config.node, Frontends::new())
+    let view = NodeView::new(&config.node, &config.addresses);
+    let proxy = Proxy::new(table, view, Frontends::new())
         .map_err(|err| NodeNetError::Dataplane(err.to_string()))?;
     let zone = ZoneHandle::new(Zone::new(&config.zone)?);
     let mut follower = Follower { proxy, zone: zone.clone() };

@@ -38,7 +38,7 @@ use flotilla_chaos_tests::Cluster;
 use flotilla_ebpf::{Backends, Dataplane, DataplaneConfig, Frontend, Protocol};
 use flotilla_net::feed::{Feed, Sink};
 use flotilla_net::proxy::plan::Frontends;
-use flotilla_net::proxy::Proxy;
+use flotilla_net::proxy::{NodeView, Proxy};
 use hyper::Method;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -314,7 +314,7 @@ async fn run(cluster: &Cluster, options: &Options) -> anyhow::Result<()> {
         pin_dir: sandbox.pins.clone(),
         cgroup: sandbox.cgroup.clone(),
     })?;
-    let proxy = Proxy::new(dataplane, "bench", Frontends::new())?;
+    let proxy = Proxy::new(dataplane, NodeView::new("bench", &[]), Frontends::new())?;
     let kubeconfig = kube::config::Kubeconfig::read_from(cluster.kubeconfig())?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     let client = kube::Client::try_from(config)?;

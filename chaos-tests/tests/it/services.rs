@@ -1,7 +1,8 @@
 //! Services on `flotilla up --masters 3 --agents 2`, through each agent's eBPF socket load
 //! balancer and node-local cluster DNS: `kubectl expose` gives a Deployment a cluster IP that
 //! spreads connections over every ready pod, from the host and from a pod on either node by
-//! name; a removed backend gets no new connections; a Service without endpoints refuses
+//! name; a NodePort Service answers on the node's address; a removed backend gets no new
+//! connections; a Service without endpoints refuses
 //! connections at once; a headless StatefulSet's pod resolves by its stable name; and an agent
 //! restart does not fail a single connection of a client looping over the Service.
 
@@ -166,6 +167,32 @@ async fn services_balance_resolve_and_survive_an_agent_restart() -> anyhow::Resu
     eprintln!("--- from the host, connections to {vip} spread over all 3 pods");
     wait_until(Duration::from_secs(20), "every pod answering through the cluster IP", || async {
         answering(vip, 30).map(|seen| seen == pods).unwrap_or(false)
+    })
+    .await?;
+
+    eprintln!("--- a NodePort Service answers on the node address");
+    stdout_of(&cluster.kubectl(&[
+        s,
+        "expose",
+        "deployment",
+        "web",
+        "--name=web-nodeport",
+        "--type=NodePort",
+        "--port=80",
+        "--target-port=8080",
+    ])?)?;
+    let node_port =
+        kubectl(&["get", "service", "web-nodeport", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
+    let node_ip = kubectl(&[
+        "get",
+        "node",
+        "agent-2",
+        "-o",
+        "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    let node_address: SocketAddr = format!("{node_ip}:{node_port}").parse()?;
+    wait_until(Duration::from_secs(10), "the node port answering", || async {
+        answering(node_address, 10).is_ok_and(|seen| seen.is_subset(&pods) && !seen.is_empty())
     })
     .await?;
 

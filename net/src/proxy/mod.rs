@@ -3,4 +3,5 @@
 pub mod plan;
 mod state;
 
+pub use plan::NodeView;
 pub use state::{Changes, Proxy, ServiceKey, SERVICE_NAME_LABEL};

@@ -21,9 +21,30 @@ const DEFAULT_AFFINITY: Duration = Duration::from_secs(10_800);
 /// The frontends a Service needs and their backends.
 pub type Frontends = BTreeMap<Frontend, Backends>;
 
+/// The node a plan is made for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub name: String,
+    /// The addresses node ports answer on (the node's addresses and loopback).
+    pub addresses: Vec<Ipv4Addr>,
+}
+
+impl NodeView {
+    /// A node answering node ports on `addresses` and on 127.0.0.1.
+    pub fn new(name: &str, addresses: &[Ipv4Addr]) -> NodeView {
+        let mut all: Vec<Ipv4Addr> =
+            addresses.iter().copied().chain([Ipv4Addr::LOCALHOST]).collect();
+        all.sort();
+        all.dedup();
+        NodeView { name: name.to_owned(), addresses: all }
+    }
+}
+
 /// Returns the frontends of `service` given the EndpointSlices that belong to it, as seen by
-/// the node `node`. Services without a cluster IP (headless, ExternalName) have none.
-pub fn frontends(service: &Service, slices: &[&EndpointSlice], node: &str) -> Frontends {
+/// `node`: every cluster IP and external IP per port and, for NodePort and LoadBalancer
+/// Services, every node address per node port. Services without a cluster IP (headless,
+/// ExternalName) have none.
+pub fn frontends(service: &Service, slices: &[&EndpointSlice], node: &NodeView) -> Frontends {
     let mut planned = Frontends::new();
     let Some(spec) = service.spec.as_ref() else { return planned };
     if spec.type_.as_deref() == Some("ExternalName") {
@@ -45,6 +66,8 @@ pub fn frontends(service: &Service, slices: &[&EndpointSlice], node: &str) -> Fr
         _ => None,
     };
     let local_only = spec.internal_traffic_policy.as_deref() == Some("Local");
+    let external_local_only = spec.external_traffic_policy.as_deref() == Some("Local");
+    let node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
     for port in spec.ports.iter().flatten() {
         let protocol = match port.protocol.as_deref() {
             None | Some("TCP") => Protocol::Tcp,
@@ -53,13 +76,24 @@ pub fn frontends(service: &Service, slices: &[&EndpointSlice], node: &str) -> Fr
             Some(_) => continue,
         };
         let Ok(service_port) = u16::try_from(port.port) else { continue };
-        let addresses =
-            backends(slices, port.name.as_deref().unwrap_or(""), protocol, local_only, node);
+        let name = port.name.as_deref().unwrap_or("");
+        let addresses = backends(slices, name, protocol, local_only, &node.name);
         for ip in &ips {
             planned.insert(
                 Frontend { ip: *ip, port: service_port, protocol },
                 Backends { addresses: addresses.clone(), affinity },
             );
+        }
+        let node_port = port.node_port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0);
+        if let Some(node_port) = node_port.filter(|_| node_ports) {
+            // `externalTrafficPolicy: Local` keeps node-port traffic on this node's pods.
+            let addresses = backends(slices, name, protocol, external_local_only, &node.name);
+            for ip in &node.addresses {
+                planned.insert(
+                    Frontend { ip: *ip, port: node_port, protocol },
+                    Backends { addresses: addresses.clone(), affinity },
+                );
+            }
         }
     }
     planned
@@ -174,6 +208,10 @@ mod tests {
         .unwrap()
     }
 
+    fn node() -> NodeView {
+        NodeView::new("node-1", &[Ipv4Addr::new(192, 168, 1, 5)])
+    }
+
     fn tcp(ip: [u8; 4], port: u16) -> Frontend {
         Frontend { ip: Ipv4Addr::from(ip), port, protocol: Protocol::Tcp }
     }
@@ -198,7 +236,7 @@ mod tests {
                 {"addresses": ["10.244.2.5"], "conditions": {"ready": false}},
             ]),
         );
-        let planned = frontends(&svc, &[&slice], "node-1");
+        let planned = frontends(&svc, &[&slice], &node());
         assert_eq!(planned.len(), 2);
         assert_eq!(
             planned[&tcp([10, 96, 0, 20], 80)].addresses,
@@ -258,7 +296,7 @@ mod tests {
             }
             let svc = service(spec);
             let slice = slice(json!([{"port": 8080}]), endpoints.clone());
-            let planned = frontends(&svc, &[&slice], "node-1");
+            let planned = frontends(&svc, &[&slice], &node());
             let got: Vec<u8> = planned[&tcp([10, 96, 0, 20], 80)]
                 .addresses
                 .iter()
@@ -275,14 +313,14 @@ mod tests {
             json!({"type": "ExternalName", "externalName": "example.com"}),
             json!({"ports": [{"port": 80}]}),
         ] {
-            assert!(frontends(&service(spec.clone()), &[], "node-1").is_empty(), "{spec}");
+            assert!(frontends(&service(spec.clone()), &[], &node()).is_empty(), "{spec}");
         }
     }
 
     #[test]
     fn a_service_with_no_endpoints_keeps_frontends_that_refuse() {
         let svc = service(json!({"clusterIP": "10.96.0.20", "ports": [{"port": 80}]}));
-        let planned = frontends(&svc, &[], "node-1");
+        let planned = frontends(&svc, &[], &node());
         assert_eq!(planned[&tcp([10, 96, 0, 20], 80)].addresses, vec![]);
     }
 
@@ -295,7 +333,7 @@ mod tests {
             "ports": [{"port": 80}],
         }));
         let slice = slice(json!([{"port": 8080}]), json!([{"addresses": ["10.0.0.1"]}]));
-        let planned = frontends(&svc, &[&slice], "node-1");
+        let planned = frontends(&svc, &[&slice], &node());
         assert_eq!(planned.len(), 2);
         for backends in planned.values() {
             assert_eq!(backends.affinity, Some(Duration::from_secs(60)));
@@ -305,7 +343,7 @@ mod tests {
         let default = service(json!({
             "clusterIP": "10.96.0.20", "sessionAffinity": "ClientIP", "ports": [{"port": 80}],
         }));
-        let planned = frontends(&default, &[], "node-1");
+        let planned = frontends(&default, &[], &node());
         assert_eq!(planned[&tcp([10, 96, 0, 20], 80)].affinity, Some(DEFAULT_AFFINITY));
     }
 
@@ -321,11 +359,40 @@ mod tests {
         );
         let second =
             slice(json!([{"name": "a", "port": 9090}]), json!([{"addresses": ["10.0.0.2"]}]));
-        let planned = frontends(&svc, &[&first, &second], "node-1");
+        let planned = frontends(&svc, &[&first, &second], &node());
         assert_eq!(
             planned[&tcp([10, 96, 0, 20], 80)].addresses,
             vec![addr([10, 0, 0, 1], 8080), addr([10, 0, 0, 2], 9090)]
         );
         assert_eq!(planned[&tcp([10, 96, 0, 20], 81)].addresses, vec![addr([10, 0, 0, 1], 8081)]);
+    }
+
+    #[test]
+    fn node_ports_answer_on_the_node_addresses_and_loopback() {
+        let svc = service(json!({
+            "type": "NodePort", "clusterIP": "10.96.0.20", "externalTrafficPolicy": "Local",
+            "ports": [{"port": 80, "nodePort": 30080}],
+        }));
+        let slice = slice(
+            json!([{"port": 8080}]),
+            json!([
+                {"addresses": ["10.0.0.1"], "nodeName": "node-1"},
+                {"addresses": ["10.0.0.2"], "nodeName": "node-2"},
+            ]),
+        );
+        let planned = frontends(&svc, &[&slice], &node());
+        assert_eq!(planned.len(), 3, "{planned:?}");
+        assert_eq!(planned[&tcp([10, 96, 0, 20], 80)].addresses.len(), 2, "the cluster IP: all");
+        for ip in [[192, 168, 1, 5], [127, 0, 0, 1]] {
+            assert_eq!(
+                planned[&tcp(ip, 30080)].addresses,
+                vec![addr([10, 0, 0, 1], 8080)],
+                "the node port: this node's pods only"
+            );
+        }
+        let cluster_ip_only = service(json!({
+            "clusterIP": "10.96.0.20", "ports": [{"port": 80, "nodePort": 30080}],
+        }));
+        assert_eq!(frontends(&cluster_ip_only, &[&slice], &node()).len(), 1);
     }
 }

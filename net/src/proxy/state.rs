@@ -13,7 +13,7 @@ use flotilla_ebpf::{Backends, Frontend, ServiceTable};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use super::plan::{self, Frontends};
+use super::plan::{self, Frontends, NodeView};
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -38,7 +38,7 @@ impl Changes {
 /// The proxy over a dataplane table `T`.
 pub struct Proxy<T: ServiceTable> {
     table: T,
-    node: String,
+    node: NodeView,
     fixed: Frontends,
     services: HashMap<ServiceKey, Service>,
     /// Slices by owning Service, then by slice name.
@@ -59,11 +59,11 @@ pub struct Proxy<T: ServiceTable> {
 impl<T: ServiceTable> Proxy<T> {
     /// Starts from what `table` already holds (an earlier agent's work) and programs the fixed
     /// entries.
-    pub fn new(table: T, node: &str, fixed: Frontends) -> Result<Self, T::Error> {
+    pub fn new(table: T, node: NodeView, fixed: Frontends) -> Result<Self, T::Error> {
         let programmed = table.list()?;
         let mut proxy = Proxy {
             table,
-            node: node.to_owned(),
+            node,
             fixed: Frontends::new(),
             services: HashMap::new(),
             slices: HashMap::new(),
@@ -306,8 +306,12 @@ mod tests {
         entries.get(&frontend(ip)).map(|b| b.addresses.iter().map(|a| a.ip().to_string()).collect())
     }
 
+    fn node() -> NodeView {
+        NodeView::new("node-1", &[])
+    }
+
     fn proxy() -> Proxy<MemoryTable> {
-        let mut proxy = Proxy::new(MemoryTable::default(), "node-1", Frontends::new()).unwrap();
+        let mut proxy = Proxy::new(MemoryTable::default(), node(), Frontends::new()).unwrap();
         proxy.listed().unwrap();
         proxy
     }
@@ -385,7 +389,7 @@ mod tests {
         };
         table.entries.insert(frontend("10.96.0.20"), live);
         table.entries.insert(frontend("10.96.0.99"), Backends::default());
-        let mut proxy = Proxy::new(table, "node-1", Frontends::new()).unwrap();
+        let mut proxy = Proxy::new(table, node(), Frontends::new()).unwrap();
         proxy.apply_service(service("web", "10.96.0.20")).unwrap();
         assert_eq!(
             backends_of(&proxy, "10.96.0.20"),
@@ -406,7 +410,7 @@ mod tests {
             affinity: None,
         };
         let fixed = Frontends::from([(frontend("10.96.0.10"), dns.clone())]);
-        let mut proxy = Proxy::new(MemoryTable::default(), "node-1", fixed).unwrap();
+        let mut proxy = Proxy::new(MemoryTable::default(), node(), fixed).unwrap();
         proxy.apply_service(service("kube-dns", "10.96.0.10")).unwrap();
         proxy.listed().unwrap();
         proxy.delete_service("default", "kube-dns").unwrap();
@@ -457,7 +461,7 @@ mod tests {
 
     #[test]
     fn failed_writes_are_retried_until_the_table_matches() {
-        let mut proxy = Proxy::new(Flaky::default(), "node-1", Frontends::new()).unwrap();
+        let mut proxy = Proxy::new(Flaky::default(), node(), Frontends::new()).unwrap();
         proxy.listed().unwrap();
         proxy.apply_service(service("web", "10.96.0.20")).unwrap();
         proxy.table.broken = true;
