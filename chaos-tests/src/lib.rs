@@ -18,6 +18,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 pub mod bench;
+pub mod dns_load;
 pub mod kube_proxy;
 pub mod kubelet;
 pub mod netns;
@@ -165,6 +166,22 @@ impl Cluster {
     /// kubectl's output, or empty text when kubectl failed: for conditions polled until they hold.
     pub fn kubectl_output(&self, args: &[&str]) -> String {
         self.kubectl(args).ok().and_then(|o| stdout_of(&o).ok()).unwrap_or_default()
+    }
+
+    /// Waits until `count` nodes report Ready, asking kubectl with the `--server=…` flag
+    /// `server`.
+    pub async fn wait_for_ready_nodes(&self, server: &str, count: usize) -> anyhow::Result<()> {
+        wait_until(Duration::from_secs(60), &format!("{count} Ready nodes"), || async {
+            let ready = self.kubectl_output(&[
+                server,
+                "get",
+                "nodes",
+                "-o",
+                "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            ready.split_whitespace().filter(|status| *status == "True").count() == count
+        })
+        .await
     }
 
     /// Who holds the controller lease, as `server` answers (None when unknown or unheld).

@@ -73,6 +73,65 @@ impl Listing {
     }
 }
 
+/// A kind the feed follows, and how a sink hears of it.
+trait Followed: ResourceExt + Sized {
+    const WHAT: &'static str;
+    fn apply(sink: &mut impl Sink, object: &Self);
+    fn delete(sink: &mut impl Sink, namespace: &str, name: &str);
+}
+
+impl Followed for Service {
+    const WHAT: &'static str = "services";
+    fn apply(sink: &mut impl Sink, object: &Self) {
+        sink.apply_service(object);
+    }
+    fn delete(sink: &mut impl Sink, namespace: &str, name: &str) {
+        sink.delete_service(namespace, name);
+    }
+}
+
+impl Followed for EndpointSlice {
+    const WHAT: &'static str = "endpointslices";
+    fn apply(sink: &mut impl Sink, object: &Self) {
+        sink.apply_slice(object);
+    }
+    fn delete(sink: &mut impl Sink, namespace: &str, name: &str) {
+        sink.delete_slice(namespace, name);
+    }
+}
+
+/// Hands one watch item to `sink`: first the deletions a finished listing implies, then the
+/// event itself. Returns `false` when the watch ended.
+fn deliver<K: Followed>(
+    item: Option<Result<watcher::Event<K>, watcher::Error>>,
+    listing: &mut Listing,
+    sink: &mut impl Sink,
+) -> bool {
+    match item {
+        Some(Ok(event)) => {
+            for (namespace, name) in listing.event(&event) {
+                K::delete(sink, &namespace, &name);
+            }
+            match event {
+                watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
+                    K::apply(sink, &object)
+                }
+                watcher::Event::Delete(object) => {
+                    let (namespace, name) = key(&object);
+                    K::delete(sink, &namespace, &name);
+                }
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            }
+            true
+        }
+        Some(Err(err)) => {
+            tracing::debug!(what = K::WHAT, error = %err, "watching");
+            true
+        }
+        None => false,
+    }
+}
+
 type Events<K> =
     std::pin::Pin<Box<dyn Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send>>;
 
@@ -110,41 +169,12 @@ impl Feed {
     /// Cancel-safe: an event is taken from its watch and handed over without awaiting in
     /// between.
     pub async fn step(&mut self, sink: &mut impl Sink) -> bool {
-        tokio::select! {
-            event = self.services.next() => match event {
-                Some(Ok(event)) => {
-                    for (namespace, name) in self.service_listing.event(&event) {
-                        sink.delete_service(&namespace, &name);
-                    }
-                    match event {
-                        watcher::Event::Apply(s) | watcher::Event::InitApply(s) => sink.apply_service(&s),
-                        watcher::Event::Delete(s) => {
-                            let (namespace, name) = key(&s);
-                            sink.delete_service(&namespace, &name);
-                        }
-                        watcher::Event::Init | watcher::Event::InitDone => {}
-                    }
-                }
-                Some(Err(err)) => tracing::debug!(error = %err, "watching services"),
-                None => return false,
-            },
-            event = self.slices.next() => match event {
-                Some(Ok(event)) => {
-                    for (namespace, name) in self.slice_listing.event(&event) {
-                        sink.delete_slice(&namespace, &name);
-                    }
-                    match event {
-                        watcher::Event::Apply(s) | watcher::Event::InitApply(s) => sink.apply_slice(&s),
-                        watcher::Event::Delete(s) => {
-                            let (namespace, name) = key(&s);
-                            sink.delete_slice(&namespace, &name);
-                        }
-                        watcher::Event::Init | watcher::Event::InitDone => {}
-                    }
-                }
-                Some(Err(err)) => tracing::debug!(error = %err, "watching endpointslices"),
-                None => return false,
-            },
+        let alive = tokio::select! {
+            event = self.services.next() => deliver(event, &mut self.service_listing, sink),
+            event = self.slices.next() => deliver(event, &mut self.slice_listing, sink),
+        };
+        if !alive {
+            return false;
         }
         if !self.listed && self.service_listing.done_once && self.slice_listing.done_once {
             self.listed = true;

@@ -145,20 +145,7 @@ async fn agents_run_pods_and_survive_a_master_loss() -> anyhow::Result<()> {
     let s = first.as_str();
 
     eprintln!("--- both nodes are registered by their agents and become Ready");
-    wait_until(Duration::from_secs(60), "two Ready nodes", || async {
-        let ready = get(
-            &cluster,
-            s,
-            &[
-                "get",
-                "nodes",
-                "-o",
-                "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
-            ],
-        );
-        ready.split_whitespace().filter(|status| *status == "True").count() == 2
-    })
-    .await?;
+    cluster.wait_for_ready_nodes(s, 2).await?;
     let cpus = std::thread::available_parallelism()?.get().to_string();
     for node in ["agent-1", "agent-2"] {
         let capacity = get(&cluster, s, &["get", "node", node, "-o", "jsonpath={.status.capacity.cpu}/{.status.capacity.pods}/{.status.nodeInfo.kubeletVersion}"]);

@@ -52,9 +52,10 @@ spec:
   ports: [{port: 80}]
 ";
 
-/// A pod pinned to `node` that fetches the Service by name 20 times and succeeds only if
-/// every fetch answered and `backends` different pods did.
-fn client(name: &str, node: &str, url: &str, backends: usize) -> String {
+/// A pod pinned to `node` that fetches `http://<host>/` 20 times and succeeds only if every
+/// fetch answered and `backends` different pods did; it logs what it saw, and on a failed
+/// fetch how the name resolves.
+fn client(name: &str, node: &str, host: &str, backends: usize) -> String {
     format!(
         "
 apiVersion: v1
@@ -69,9 +70,47 @@ spec:
     command:
     - sh
     - -c
-    - 'for i in $(seq 20); do wget -q -O - {url} || exit 1; done | sort -u | wc -l | grep -qx {backends}'
+    - |
+      for i in $(seq 20); do wget -q -O - http://{host}/ || echo \"fetch $i failed\"; done > /tmp/seen
+      cat /tmp/seen
+      if grep -q failed /tmp/seen; then cat /etc/resolv.conf; nslookup {host}; exit 1; fi
+      test $(sort -u /tmp/seen | wc -l) -eq {backends}
 "
     )
+}
+
+/// The logs of pod `name`'s containers on every agent (read from the agents' log
+/// directories: `kubectl logs` is not served yet).
+fn pod_logs(cluster: &Cluster, name: &str) -> String {
+    let mut logs = String::new();
+    for agent in [1, 2] {
+        let root = cluster.agent_dir(agent).join("data/containerd/pods");
+        let Ok(pods) = std::fs::read_dir(&root) else { continue };
+        for pod in pods.flatten() {
+            if !pod.file_name().to_string_lossy().starts_with(&format!("default_{name}_")) {
+                continue;
+            }
+            for file in walk(&pod.path()) {
+                logs.push_str(&format!("== {}\n", file.display()));
+                logs.push_str(&std::fs::read_to_string(&file).unwrap_or_default());
+            }
+        }
+    }
+    logs
+}
+
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// Fetches `http://<address>/` from this machine; the pod name that answered, or the error.
@@ -120,16 +159,7 @@ async fn services_balance_resolve_and_survive_an_agent_restart() -> anyhow::Resu
         all.extend_from_slice(args);
         cluster.kubectl_output(&all)
     };
-    wait_until(Duration::from_secs(60), "two Ready nodes", || async {
-        let ready = kubectl(&[
-            "get",
-            "nodes",
-            "-o",
-            "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
-        ]);
-        ready.split_whitespace().filter(|status| *status == "True").count() == 2
-    })
-    .await?;
+    cluster.wait_for_ready_nodes(s, 2).await?;
     let services = kubectl(&["get", "services", "-A"]);
     eprintln!("{services}");
     assert!(services.contains("kubernetes") && services.contains("kube-dns"), "{services}");
@@ -203,11 +233,10 @@ async fn services_balance_resolve_and_survive_an_agent_restart() -> anyhow::Resu
     .await?;
 
     eprintln!("--- from a pod on each node, by name, through the node's DNS and proxy");
-    for (name, node, url) in [
-        ("client-1", "agent-1", "http://web.default.svc.cluster.local/"),
-        ("client-2", "agent-2", "http://web/"),
-    ] {
-        stdout_of(&cluster.kubectl_input(&[s, "apply", "-f", "-"], &client(name, node, url, 3))?)?;
+    for (name, node, host) in
+        [("client-1", "agent-1", "web.default.svc.cluster.local"), ("client-2", "agent-2", "web")]
+    {
+        stdout_of(&cluster.kubectl_input(&[s, "apply", "-f", "-"], &client(name, node, host, 3))?)?;
     }
     wait_until(Duration::from_secs(60), "both clients to succeed", || async {
         let phases = kubectl(&[
@@ -218,7 +247,10 @@ async fn services_balance_resolve_and_survive_an_agent_restart() -> anyhow::Resu
             "-o",
             "jsonpath={.items[*].status.phase}",
         ]);
-        assert!(!phases.contains("Failed"), "a client failed: {phases}");
+        if phases.contains("Failed") {
+            let logs = pod_logs(&cluster, "client-1") + &pod_logs(&cluster, "client-2");
+            panic!("a client failed: {phases}\n{logs}");
+        }
         phases == "Succeeded Succeeded"
     })
     .await?;
