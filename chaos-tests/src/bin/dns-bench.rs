@@ -33,26 +33,26 @@
 //! answers nothing or answers wrongly, an update never becomes visible), never for a missed
 //! target.
 //!
+//! The load, the `/proc` CPU reader and the dnsmasq runner are in
+//! [`flotilla_chaos_tests::dns_load`]; this binary builds the zone, alternates the rounds and
+//! prints the report.
+//!
 //! Usage: `dns-bench [--services N] [--seconds S] [--clients C]` (see `deploy/bench-dns.sh`).
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use flotilla_chaos_tests::bench::{quantile, spread};
+use flotilla_chaos_tests::dns_load::{
+    classify, encode_query, holds_address, Catalog, Cpu, Dnsmasq, Load, Reply, Tally, QUERY_TIMEOUT,
+};
 use flotilla_net::dns::{DnsConfig, DnsServer, Zone, ZoneConfig, ZoneHandle, SERVICE_NAME_LABEL};
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{Name, RData, RecordType};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tokio::net::UdpSocket;
-use tokio::task::JoinHandle;
 
 const NAMESPACE: &str = "bench";
 const DOMAIN: &str = "cluster.local";
@@ -61,21 +61,15 @@ const HEADLESS_SERVICES: usize = 100;
 const MAX_SERVICES: u32 = 100_000;
 /// How many changes the update phase makes.
 const UPDATES: usize = 200;
-/// How long a client waits for one answer before counting a timeout.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long an update may take to become visible before it counts as never visible.
 const VISIBLE_TIMEOUT: Duration = Duration::from_secs(5);
 const WARM_UP: Duration = Duration::from_secs(1);
 /// How long one server is driven before the other's turn.
 const ROUND: Duration = Duration::from_secs(1);
-/// One answer in this many is decoded and its address checked.
-const SAMPLE_EVERY: u64 = 64;
 const TARGET_VISIBLE_P99: Duration = Duration::from_millis(100);
 const SERVER_THREADS: &str = "flotilla-dns";
 const LOAD_THREADS: &str = "dns-load";
 const LOAD_WORKERS: usize = 2;
-/// Linux reports CPU times in `/proc` in USER_HZ, 100 per second on every architecture.
-const TICKS_PER_SECOND: u64 = 100;
 
 /// The cluster IP of `svc-<n>` is `CLUSTER_IPS + n`; its endpoints follow `POD_IPS`.
 const CLUSTER_IPS: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
@@ -101,11 +95,6 @@ fn service_name(n: u32) -> String {
 /// Returns the endpoint addresses of `svc-<n>`.
 fn endpoints_of(base: Ipv4Addr, n: u32) -> Vec<Ipv4Addr> {
     (0..ENDPOINTS_PER_SERVICE).map(|k| nth(base, n * ENDPOINTS_PER_SERVICE + k)).collect()
-}
-
-/// Returns a hosts file (as dnsmasq's `--addn-hosts` reads it) naming every `(address, name)`.
-fn hosts_file(entries: impl IntoIterator<Item = (Ipv4Addr, String)>) -> String {
-    entries.into_iter().map(|(address, name)| format!("{address} {name}\n")).collect()
 }
 
 fn metadata(name: &str) -> ObjectMeta {
@@ -160,6 +149,16 @@ fn headless_name(n: usize) -> String {
     format!("headless-{n}")
 }
 
+/// Returns every `svc-<n>` name the load asks for, with the address it must get.
+fn names(services: u32) -> impl Iterator<Item = (Ipv4Addr, String)> {
+    (0..services).map(|n| (nth(CLUSTER_IPS, n), fqdn(&service_name(n))))
+}
+
+/// Returns the questions the load asks both servers.
+fn catalog(services: u32) -> anyhow::Result<Catalog> {
+    Catalog::new(names(services).map(|(address, name)| (name, address)))
+}
+
 /// Builds the zone Flotilla serves, through the handle as the agent's feed does.
 fn build_zone(services: u32) -> anyhow::Result<ZoneHandle> {
     let zone = ZoneHandle::new(Zone::new(&ZoneConfig::default())?);
@@ -174,229 +173,6 @@ fn build_zone(services: u32) -> anyhow::Result<ZoneHandle> {
         zone.upsert_slice(&slice(&name, &endpoints_of(HEADLESS_POD_IPS, n as u32)));
     }
     Ok(zone)
-}
-
-/// Returns an A query for `name`, recursion desired, with id `id`.
-fn encode_query(name: &str, id: u16) -> anyhow::Result<Vec<u8>> {
-    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
-    message.metadata.recursion_desired = true;
-    message.add_query(Query::query(Name::from_ascii(name)?, RecordType::A));
-    Ok(message.to_vec()?)
-}
-
-/// What a received datagram is to the client waiting for query `id`.
-#[derive(Debug, PartialEq, Eq)]
-enum Reply {
-    /// The answer: NOERROR with at least one record.
-    Answered,
-    /// The reply to this query, but not an answer.
-    Wrong(String),
-    /// Not the reply to this query (a late reply to an earlier one, or garbage).
-    Stray,
-}
-
-/// Classifies a datagram from its header alone, which costs the client next to nothing.
-fn classify(reply: &[u8], id: u16) -> Reply {
-    if reply.len() < 12 || u16::from_be_bytes([reply[0], reply[1]]) != id || reply[2] & 0x80 == 0 {
-        return Reply::Stray;
-    }
-    let truncated = reply[2] & 0x02 != 0;
-    let code = reply[3] & 0x0f;
-    let answers = u16::from_be_bytes([reply[6], reply[7]]);
-    match (code, answers, truncated) {
-        (0, 1.., false) => Reply::Answered,
-        (0, _, true) => Reply::Wrong("truncated".to_owned()),
-        (0, 0, _) => Reply::Wrong("NOERROR without an answer".to_owned()),
-        (code, _, _) => Reply::Wrong(format!("response code {code}")),
-    }
-}
-
-/// Returns true when the reply holds an A record for `address`.
-fn holds_address(reply: &[u8], address: Ipv4Addr) -> bool {
-    Message::from_vec(reply).is_ok_and(|message| {
-        message.answers.iter().any(|record| record.data == RData::A(A(address)))
-    })
-}
-
-/// The questions the load asks, encoded beforehand, and the address each must get.
-struct Catalog {
-    queries: Vec<Vec<u8>>,
-    expected: Vec<Ipv4Addr>,
-}
-
-impl Catalog {
-    fn new(services: u32) -> anyhow::Result<Self> {
-        let queries = (0..services)
-            .map(|n| encode_query(&fqdn(&service_name(n)), 0))
-            .collect::<anyhow::Result<_>>()?;
-        let expected = (0..services).map(|n| nth(CLUSTER_IPS, n)).collect();
-        Ok(Self { queries, expected })
-    }
-}
-
-/// What the clients saw.
-#[derive(Default)]
-struct Tally {
-    latencies: Vec<Duration>,
-    timeouts: u64,
-    io_errors: u64,
-    first_io_error: Option<String>,
-    wrong: u64,
-    first_wrong: Option<String>,
-    sampled: u64,
-}
-
-impl Tally {
-    fn io_error(&mut self, error: std::io::Error) {
-        self.io_errors += 1;
-        self.first_io_error.get_or_insert_with(|| error.to_string());
-    }
-
-    fn wrong(&mut self, what: impl FnOnce() -> String) {
-        self.wrong += 1;
-        if self.first_wrong.is_none() {
-            self.first_wrong = Some(what());
-        }
-    }
-
-    fn merge(&mut self, other: Tally) {
-        self.latencies.extend(other.latencies);
-        self.timeouts += other.timeouts;
-        self.io_errors += other.io_errors;
-        self.first_io_error = self.first_io_error.take().or(other.first_io_error);
-        self.wrong += other.wrong;
-        self.first_wrong = self.first_wrong.take().or(other.first_wrong);
-        self.sampled += other.sampled;
-    }
-}
-
-/// One closed-loop client: asks, waits for the answer, asks again, until `stop`.
-async fn client(
-    server: SocketAddr,
-    catalog: Arc<Catalog>,
-    index: usize,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<Tally> {
-    let socket = UdpSocket::bind("127.0.0.1:0").await?;
-    socket.connect(server).await?;
-    let mut tally = Tally::default();
-    let mut query = Vec::with_capacity(512);
-    let mut buffer = vec![0u8; 4096];
-    let mut sequence = 0usize;
-    while !stop.load(Ordering::Relaxed) {
-        sequence += 1;
-        let question = spread((index << 40) + sequence, catalog.queries.len());
-        let id = sequence as u16;
-        query.clear();
-        query.extend_from_slice(&catalog.queries[question]);
-        query[..2].copy_from_slice(&id.to_be_bytes());
-        let started = Instant::now();
-        if let Err(error) = socket.send(&query).await {
-            tally.io_error(error);
-            continue;
-        }
-        let deadline = tokio::time::Instant::from_std(started + QUERY_TIMEOUT);
-        loop {
-            let len = match tokio::time::timeout_at(deadline, socket.recv(&mut buffer)).await {
-                Ok(Ok(len)) => len,
-                Ok(Err(error)) => {
-                    tally.io_error(error);
-                    break;
-                }
-                Err(_) => {
-                    tally.timeouts += 1;
-                    break;
-                }
-            };
-            match classify(&buffer[..len], id) {
-                Reply::Stray => continue,
-                Reply::Wrong(what) => tally.wrong(|| format!("svc-{question}: {what}")),
-                Reply::Answered => {
-                    tally.latencies.push(started.elapsed());
-                    if tally.latencies.len() as u64 % SAMPLE_EVERY == 0 {
-                        tally.sampled += 1;
-                        let expected = catalog.expected[question];
-                        if !holds_address(&buffer[..len], expected) {
-                            tally.wrong(|| format!("svc-{question}: no A record {expected}"));
-                        }
-                    }
-                }
-            }
-            break;
-        }
-    }
-    Ok(tally)
-}
-
-/// The load: `clients` closed-loop clients spawned on the current (load) runtime.
-struct Load {
-    stop: Arc<AtomicBool>,
-    clients: Vec<JoinHandle<anyhow::Result<Tally>>>,
-}
-
-impl Load {
-    fn start(server: SocketAddr, catalog: &Arc<Catalog>, clients: usize) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let clients = (0..clients)
-            .map(|index| tokio::spawn(client(server, catalog.clone(), index, stop.clone())))
-            .collect();
-        Self { stop, clients }
-    }
-
-    async fn stop(self) -> anyhow::Result<Tally> {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut tally = Tally::default();
-        for client in self.clients {
-            tally.merge(client.await??);
-        }
-        Ok(tally)
-    }
-}
-
-/// Whose CPU time counts as the server's.
-enum Cpu {
-    Process(u32),
-    /// The threads of this process with this name.
-    Threads(&'static str),
-}
-
-impl Cpu {
-    /// Returns the CPU time (user and system) used so far.
-    fn used(&self) -> anyhow::Result<Duration> {
-        let ticks = match self {
-            Cpu::Process(pid) => {
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-                stat_cpu(&stat).context("unreadable stat")?.1
-            }
-            Cpu::Threads(name) => {
-                let mut ticks = 0;
-                for task in std::fs::read_dir("/proc/self/task")? {
-                    // A thread may end between the listing and the read.
-                    let Ok(stat) = std::fs::read_to_string(task?.path().join("stat")) else {
-                        continue;
-                    };
-                    match stat_cpu(&stat) {
-                        Some((comm, used)) if comm == *name => ticks += used,
-                        _ => {}
-                    }
-                }
-                ticks
-            }
-        };
-        Ok(Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND))
-    }
-}
-
-/// Returns the command name and the user plus system ticks of a `/proc/<pid>/stat` line.
-fn stat_cpu(stat: &str) -> Option<(&str, u64)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat.get(open + 1..close)?;
-    // After the name come the fields from the 3rd (state) on; utime and stime are 14th and 15th.
-    let mut fields = stat.get(close + 1..)?.split_whitespace().skip(11);
-    let user: u64 = fields.next()?.parse().ok()?;
-    let system: u64 = fields.next()?.parse().ok()?;
-    Some((comm, user + system))
 }
 
 /// A server under test: where it answers and whose CPU time is its.
@@ -550,96 +326,6 @@ async fn measure_updates(
     Ok(Updates { visible, never, load })
 }
 
-/// dnsmasq serving the benchmark's names, killed (and its directory removed) on drop.
-struct Dnsmasq {
-    child: Child,
-    dir: PathBuf,
-    address: SocketAddr,
-}
-
-impl Dnsmasq {
-    fn program() -> &'static str {
-        if Path::new("/usr/sbin/dnsmasq").exists() {
-            "/usr/sbin/dnsmasq"
-        } else {
-            "dnsmasq"
-        }
-    }
-
-    fn version() -> String {
-        let output = Command::new(Self::program()).arg("--version").output();
-        let text = output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-        let first = text.unwrap_or_default().lines().next().unwrap_or_default().to_owned();
-        first.split("  ").next().unwrap_or_default().trim().to_owned()
-    }
-
-    /// Starts dnsmasq on a free loopback port with the names of `services`.
-    fn start(services: u32) -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("dns-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let hosts = dir.join("hosts");
-        let entries = (0..services).map(|n| (nth(CLUSTER_IPS, n), fqdn(&service_name(n))));
-        std::fs::write(&hosts, hosts_file(entries))?;
-        let port = flotilla_store::ports::free_local_port()?;
-        let log = std::fs::File::create(dir.join("dnsmasq.log"))?;
-        let child = Command::new(Self::program())
-            .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null"])
-            .args(["--listen-address=127.0.0.1", "--bind-interfaces", "--pid-file"])
-            .arg(format!("--port={port}"))
-            .arg(format!("--addn-hosts={}", hosts.display()))
-            .arg(format!("--cache-size={}", services.max(150)))
-            // The same TTL as the cluster zone's answers.
-            .arg(format!("--local-ttl={}", flotilla_net::dns::DEFAULT_TTL))
-            .arg("--log-facility=-")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting dnsmasq (install Debian's dnsmasq-base)")?;
-        Ok(Self { child, dir, address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)) })
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("dnsmasq.log")).unwrap_or_default()
-    }
-
-    /// Waits until dnsmasq answers for `svc-0`.
-    async fn wait_serving(&mut self) -> anyhow::Result<()> {
-        let socket = UdpSocket::bind("127.0.0.1:0").await?;
-        socket.connect(self.address).await?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let query = encode_query(&fqdn(&service_name(0)), 1)?;
-        let mut buffer = vec![0u8; 4096];
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("dnsmasq exited ({status}): {}", self.log().trim());
-            }
-            // Until dnsmasq binds, the send may fail with "connection refused".
-            if socket.send(&query).await.is_ok() {
-                let reply =
-                    tokio::time::timeout(Duration::from_millis(200), socket.recv(&mut buffer));
-                if let Ok(Ok(len)) = reply.await {
-                    if classify(&buffer[..len], 1) == Reply::Answered {
-                        return Ok(());
-                    }
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("dnsmasq did not answer within 10 s: {}", self.log().trim());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn arg(args: &[String], flag: &str, default: u64) -> anyhow::Result<u64> {
     match args.iter().position(|a| a == flag) {
         Some(i) => Ok(args
@@ -691,7 +377,7 @@ fn main() -> anyhow::Result<()> {
     eprintln!("--- build the zone and the catalog of {services} services");
     let built = Instant::now();
     let zone = build_zone(services)?;
-    let catalog = Arc::new(Catalog::new(services)?);
+    let catalog = Arc::new(catalog(services)?);
     eprintln!("built in {:.1} s", built.elapsed().as_secs_f64());
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let server = server_runtime
@@ -702,16 +388,16 @@ fn main() -> anyhow::Result<()> {
     let serving = server_runtime.spawn(server.run(Clone::clone(&stop_server)));
 
     let version = Dnsmasq::version();
-    let mut dnsmasq = Dnsmasq::start(services)?;
+    let mut dnsmasq = Dnsmasq::start(names(services), flotilla_net::dns::DEFAULT_TTL)?;
     let outcome = load_runtime.block_on(async {
-        eprintln!("--- wait for {version} on {}", dnsmasq.address);
-        dnsmasq.wait_serving().await?;
+        eprintln!("--- wait for {version} on {}", dnsmasq.address());
+        dnsmasq.wait_serving(&fqdn(&service_name(0))).await?;
         eprintln!(
             "--- {clients} clients, {seconds} rounds of {ROUND:?} on each of dnsmasq and \
              flotilla ({flotilla_address})"
         );
         let targets = [
-            Target { address: dnsmasq.address, cpu: Cpu::Process(dnsmasq.child.id()) },
+            Target { address: dnsmasq.address(), cpu: Cpu::Process(dnsmasq.pid()) },
             Target { address: flotilla_address, cpu: Cpu::Threads(SERVER_THREADS) },
         ];
         let [reference, flotilla] = measure(&targets, &catalog, clients, seconds).await?;
@@ -795,16 +481,22 @@ fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{Name, RData, RecordType};
+
     use super::*;
 
     #[test]
-    fn the_hosts_file_has_one_line_per_name() {
-        let entries = (0..3).map(|n| (nth(CLUSTER_IPS, n), fqdn(&service_name(n))));
+    fn both_servers_get_the_same_names() {
+        let names: Vec<(Ipv4Addr, String)> = names(3).collect();
         assert_eq!(
-            hosts_file(entries),
-            "10.96.0.1 svc-0.bench.svc.cluster.local\n\
-             10.96.0.2 svc-1.bench.svc.cluster.local\n\
-             10.96.0.3 svc-2.bench.svc.cluster.local\n"
+            names,
+            [
+                (Ipv4Addr::new(10, 96, 0, 1), "svc-0.bench.svc.cluster.local".to_owned()),
+                (Ipv4Addr::new(10, 96, 0, 2), "svc-1.bench.svc.cluster.local".to_owned()),
+                (Ipv4Addr::new(10, 96, 0, 3), "svc-2.bench.svc.cluster.local".to_owned()),
+            ]
         );
     }
 
@@ -824,7 +516,7 @@ mod tests {
     #[test]
     fn the_zone_answers_what_the_catalog_expects() {
         let zone = build_zone(3).unwrap();
-        let catalog = Catalog::new(3).unwrap();
+        let catalog = catalog(3).unwrap();
         let name = Name::from_ascii(fqdn("svc-2")).unwrap();
         let resolution =
             zone.read(|zone| flotilla_net::dns::resolve(zone, &Query::query(name, RecordType::A)));
@@ -832,53 +524,7 @@ mod tests {
             panic!("svc-2 is forwarded");
         };
         assert_eq!(answer.answers.len(), 1);
-        assert_eq!(answer.answers[0].data, RData::A(A(catalog.expected[2])));
-    }
-
-    fn reply(id: u16, code: hickory_proto::op::ResponseCode, address: Option<Ipv4Addr>) -> Vec<u8> {
-        let mut message = Message::response(id, OpCode::Query);
-        message.metadata.response_code = code;
-        let name = Name::from_ascii(fqdn("svc-0")).unwrap();
-        message.add_query(Query::query(name.clone(), RecordType::A));
-        if let Some(address) = address {
-            message.add_answer(hickory_proto::rr::Record::from_rdata(
-                name,
-                5,
-                RData::A(A(address)),
-            ));
-        }
-        message.to_vec().unwrap()
-    }
-
-    #[test]
-    fn replies_are_classified_from_their_header() {
-        use hickory_proto::op::ResponseCode;
-        let address = Some(nth(CLUSTER_IPS, 0));
-        assert_eq!(classify(&reply(7, ResponseCode::NoError, address), 7), Reply::Answered);
-        assert_eq!(classify(&reply(6, ResponseCode::NoError, address), 7), Reply::Stray);
-        assert_eq!(classify(&encode_query("a.b", 7).unwrap(), 7), Reply::Stray);
-        assert_eq!(classify(&[0, 7, 0x80], 7), Reply::Stray);
-        assert!(matches!(classify(&reply(7, ResponseCode::NXDomain, None), 7), Reply::Wrong(_)));
-        assert!(matches!(classify(&reply(7, ResponseCode::NoError, None), 7), Reply::Wrong(_)));
-    }
-
-    #[test]
-    fn a_sampled_reply_must_hold_the_address() {
-        use hickory_proto::op::ResponseCode;
-        let answer = reply(1, ResponseCode::NoError, Some(nth(CLUSTER_IPS, 0)));
-        assert!(holds_address(&answer, nth(CLUSTER_IPS, 0)));
-        assert!(!holds_address(&answer, nth(CLUSTER_IPS, 1)));
-        assert!(!holds_address(b"garbage", nth(CLUSTER_IPS, 0)));
-    }
-
-    #[test]
-    fn stat_lines_give_name_and_cpu_ticks() {
-        let stat = "4242 (flotilla-dns) S 1 4242 4242 0 -1 4194368 100 0 0 0 120 30 0 0 20 0 2 0";
-        assert_eq!(stat_cpu(stat), Some(("flotilla-dns", 150)));
-        // A name may hold spaces and parentheses.
-        let odd = "7 (a (b) c) R 1 7 7 0 -1 0 0 0 0 0 5 6 0 0";
-        assert_eq!(stat_cpu(odd), Some(("a (b) c", 11)));
-        assert_eq!(stat_cpu("7 (x) R 1"), None);
+        assert_eq!(answer.answers[0].data, RData::A(A(catalog.expected(2))));
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub const DEFAULT_TTL: u32 = 5;
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long an idle TCP connection is kept open between two queries.
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How many queries are answered at once; further queries wait (UDP ones in the kernel buffer).
+/// How many queries may wait on an upstream resolver at once; a further UDP one is dropped (its
+/// client retries), a further TCP one waits. Queries the zone answers never wait on this.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 /// What the zone serves: the cluster domain and the TTL of its records.
@@ -75,7 +76,8 @@ pub struct DnsConfig {
     pub upstream_timeout: Duration,
     /// How long an idle TCP connection stays open.
     pub tcp_idle_timeout: Duration,
-    /// How many queries are answered concurrently.
+    /// How many queries may wait on an upstream resolver at once (see
+    /// [`DEFAULT_MAX_IN_FLIGHT`]).
     pub max_in_flight: usize,
 }
 

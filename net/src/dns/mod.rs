@@ -2,10 +2,16 @@
 //! EndpointSlices, following the Kubernetes DNS-based service discovery specification, and
 //! forwards every other name to the node's upstream resolvers.
 //!
-//! Shape: [`Zone`] is plain data updated in O(changed object); [`resolve`] is a pure function
-//! from the zone and one question to an answer; [`DnsServer`] is the thin IO around them (UDP
-//! and TCP listeners, forwarding), reading the zone through a [`ZoneHandle`] shared with
-//! whatever watches the API, so an update is visible to the very next query.
+//! Shape: [`Zone`] is plain data updated in O(changed object) and searched without allocating;
+//! [`resolve`] is a pure function from the zone and one question to an answer; [`DnsServer`] is
+//! the thin IO around them (UDP and TCP listeners, forwarding), reading the zone through a
+//! [`ZoneHandle`] shared with whatever watches the API, so an update is visible to the very
+//! next query.
+//!
+//! Concurrency: one UDP receive loop per runtime worker answers every query the zone can
+//! answer inline, with no task per packet; only a query that needs an upstream resolver gets a
+//! task of its own, so a slow upstream never holds up zone answers. Each TCP connection has a
+//! task. Everything stops when the server's cancellation token is cancelled.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), flotilla_net::dns::DnsError> {
@@ -21,11 +27,13 @@
 //! ```
 
 mod config;
+mod encode;
 mod error;
 mod forwarder;
 mod handle;
 mod listener;
 mod names;
+mod namespaced;
 mod objects;
 mod resolv_conf;
 mod resolver;

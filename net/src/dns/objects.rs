@@ -4,7 +4,7 @@
 //! Conversions never fail: a field that cannot be used (an unparsable address, a port out of
 //! range, an unnamed port) is left out, because one bad field must not hide a whole Service.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use hickory_proto::rr::Name;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
@@ -43,12 +43,56 @@ impl ObjectKey {
 pub(crate) enum ServiceShape {
     /// A virtual IP per family (ClusterIP, NodePort, LoadBalancer). Empty until one is
     /// allocated.
-    ClusterIp(Vec<IpAddr>),
+    ClusterIp(ClusterIps),
     /// `clusterIP: None`: the name resolves to the endpoints.
     Headless,
     /// An alias; `None` when `spec.externalName` is not a usable name.
     ExternalName(Option<Name>),
 }
+
+/// A Service's cluster IPs: one per family at most, as the API server allows, kept inline so
+/// that answering for a Service reads no memory beyond its entry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClusterIps {
+    addresses: [IpAddr; MAX_CLUSTER_IPS],
+    len: usize,
+}
+
+/// The most cluster IPs a Service has: one IPv4 and one IPv6.
+const MAX_CLUSTER_IPS: usize = 2;
+
+impl ClusterIps {
+    /// Keeps the first two addresses; more are left out (the API server never sends more).
+    pub(crate) fn new(addresses: impl IntoIterator<Item = IpAddr>) -> Self {
+        let mut kept =
+            Self { addresses: [IpAddr::V4(Ipv4Addr::UNSPECIFIED); MAX_CLUSTER_IPS], len: 0 };
+        for address in addresses {
+            if kept.len == MAX_CLUSTER_IPS {
+                debug!(address = %address, "ignoring a cluster ip beyond one per family");
+                continue;
+            }
+            kept.addresses[kept.len] = address;
+            kept.len += 1;
+        }
+        kept
+    }
+}
+
+impl std::ops::Deref for ClusterIps {
+    type Target = [IpAddr];
+
+    fn deref(&self) -> &[IpAddr] {
+        &self.addresses[..self.len]
+    }
+}
+
+impl PartialEq for ClusterIps {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for ClusterIps {}
 
 /// A named port (unnamed ports have no SRV record).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,9 +154,9 @@ impl ServiceEntry {
             if addresses.contains(&"None") {
                 ServiceShape::Headless
             } else {
-                ServiceShape::ClusterIp(
-                    addresses.iter().filter_map(|address| address.parse().ok()).collect(),
-                )
+                ServiceShape::ClusterIp(ClusterIps::new(
+                    addresses.iter().filter_map(|address| address.parse().ok()),
+                ))
             }
         };
         let ports = spec
@@ -214,5 +258,20 @@ impl SliceEntry {
     /// Returns every address this slice lists, published or not.
     pub(crate) fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.endpoints.iter().flat_map(|endpoint| endpoint.addresses.iter().copied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_keeps_one_cluster_ip_per_family_in_order() {
+        let addresses: Vec<IpAddr> =
+            ["10.96.0.1", "fd00::1", "10.96.0.2"].iter().map(|a| a.parse().unwrap()).collect();
+        assert_eq!(*ClusterIps::new(addresses.clone()), addresses[..2]);
+        assert_eq!(*ClusterIps::new(addresses[1..2].to_vec()), addresses[1..2]);
+        assert!(ClusterIps::new([]).is_empty());
+        assert_eq!(ClusterIps::new(addresses.clone()), ClusterIps::new(addresses[..2].to_vec()));
     }
 }

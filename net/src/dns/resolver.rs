@@ -19,6 +19,7 @@
 //! when it is ready (unset counts as ready) or its Service sets `publishNotReadyAddresses`.
 //! Names compare case-insensitively. Nothing here does IO.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -35,6 +36,9 @@ pub const SCHEMA_VERSION: &str = "1.0.1";
 
 /// How many CNAMEs inside the zone are followed for one question.
 const MAX_ALIAS_CHAIN: usize = 8;
+/// The most labels below the cluster domain that a name of the zone has
+/// (`_<port>._<proto>.<svc>.<ns>.svc`).
+const MAX_DEPTH: usize = 5;
 
 /// What the resolver decided for one question.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,11 +177,16 @@ fn answer_in_zone(zone: &Zone, name: Name, query_type: RecordType) -> Answer {
 /// Returns what the zone holds at `name`, which lies inside the cluster domain.
 fn node(zone: &Zone, name: &Name) -> Node {
     let depth = name.iter().count() - zone.origin().iter().count();
-    let mut labels: Vec<String> =
-        name.iter().take(depth).map(|label| String::from_utf8_lossy(label).into_owned()).collect();
-    labels.reverse();
-    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-    match labels.as_slice() {
+    if depth > MAX_DEPTH {
+        return Node::Missing;
+    }
+    // The labels below the origin, outermost first, borrowed unless a label is not UTF-8.
+    let mut owned: [Cow<'_, str>; MAX_DEPTH] = Default::default();
+    for (slot, label) in owned[..depth].iter_mut().rev().zip(name.iter()) {
+        *slot = String::from_utf8_lossy(label);
+    }
+    let labels: [&str; MAX_DEPTH] = owned.each_ref().map(|label| label.as_ref());
+    match &labels[..depth] {
         [] => Node::records(vec![soa_record(zone)]),
         ["dns-version"] => Node::records(vec![Record::from_rdata(
             name.clone(),

@@ -538,3 +538,24 @@ fn a_changed_cluster_ip_moves_the_reverse_name() {
         Resolution::Forward
     );
 }
+
+#[test]
+fn a_namespace_exists_while_it_holds_a_service() {
+    let mut zone = cluster();
+    let namespace = "other.svc.cluster.local.";
+    assert_eq!(seen(&answer(&zone, namespace, RecordType::A)), nodata());
+
+    // --- a second service, named in capitals, is found in lowercase
+    zone.upsert_service(&service("Other", "API", json!({ "clusterIP": "10.96.1.2" })));
+    assert_eq!(
+        seen(&answer(&zone, "api.other.svc.cluster.local.", RecordType::A)),
+        ok(&["api.other.svc.cluster.local. A 10.96.1.2"])
+    );
+
+    // --- removing one keeps the namespace, removing the last one drops it
+    assert!(zone.remove_service("other", "web"));
+    assert_eq!(seen(&answer(&zone, namespace, RecordType::A)), nodata());
+    assert!(zone.remove_service("OTHER", "api"));
+    assert_eq!(seen(&answer(&zone, namespace, RecordType::A)), nxdomain());
+    assert_eq!(zone.service_count(), 7, "the default namespace keeps its services");
+}

@@ -1,16 +1,14 @@
 //! Pure message handling around the resolver: decoding a query, deciding whether the zone
-//! answers it or an upstream must, and building and sizing the reply.
+//! answers it or an upstream must, and building the reply (encoded by [`super::encode`]).
 //!
 //! Invariants: a reply carries the query's id, opcode, question and RD bit, and sets RA (names
 //! outside the zone are forwarded); a message that is itself a response is never answered (no
-//! reply loops); an encoded UDP reply never exceeds the size the client can receive — when
-//! the full reply does not fit, the client gets the header and question with TC set and asks
-//! again over TCP.
+//! reply loops); every decision carries the largest UDP reply its client can receive, which the
+//! encoded reply never exceeds.
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::RecordType;
 
-use super::error::DnsError;
 use super::resolver::{resolve, Answer, Resolution};
 use super::zone::Zone;
 
@@ -101,29 +99,6 @@ pub(crate) fn append_chased(reply: &mut Message, upstream: Message) {
     }
 }
 
-/// Encodes a reply, truncated to header and question with TC set when longer than `limit`.
-pub(crate) fn encode(reply: &Message, limit: usize) -> Result<Vec<u8>, DnsError> {
-    let bytes = to_bytes(reply)?;
-    if bytes.len() <= limit {
-        return Ok(bytes);
-    }
-    to_bytes(&reply.truncate())
-}
-
-/// Fits an upstream reply (raw bytes) into `limit`, truncating it when it is longer.
-pub(crate) fn fit(bytes: Vec<u8>, limit: usize) -> Result<Vec<u8>, DnsError> {
-    if bytes.len() <= limit {
-        return Ok(bytes);
-    }
-    let reply = Message::from_vec(&bytes)
-        .map_err(|error| DnsError::Encode { reason: error.to_string() })?;
-    to_bytes(&reply.truncate())
-}
-
-fn to_bytes(message: &Message) -> Result<Vec<u8>, DnsError> {
-    message.to_vec().map_err(|error| DnsError::Encode { reason: error.to_string() })
-}
-
 fn reply_with(request: &Message, answer: Answer) -> Message {
     let mut reply = reply_to(request, answer.response_code);
     reply.metadata.authoritative = answer.authoritative;
@@ -150,9 +125,9 @@ fn rotate_addresses(reply: &mut Message, rotation: usize) {
     let Some(first) = answers.first() else {
         return;
     };
-    let owner = first.name.clone();
     let only_addresses = answers.iter().all(|record| {
-        matches!(record.record_type(), RecordType::A | RecordType::AAAA) && record.name == owner
+        matches!(record.record_type(), RecordType::A | RecordType::AAAA)
+            && record.name == first.name
     });
     if only_addresses && answers.len() > 1 {
         let len = answers.len();

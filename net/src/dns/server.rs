@@ -4,9 +4,18 @@
 //! [`DnsServer::run`] answers until its `CancellationToken` is cancelled, then waits for every
 //! task it spawned (all on one `TaskTracker`) and returns, which closes every socket.
 //!
-//! Invariants: queries are answered concurrently, at most `max_in_flight` at once; TCP
-//! connections carry any number of length-prefixed queries, answered in order, and close after
-//! `tcp_idle_timeout` without one; nothing is spawned outside the tracker.
+//! Concurrency: each UDP socket is read by one receive loop per worker thread of the runtime,
+//! so every core answers. A loop answers a query the zone can answer right where it received
+//! it (a pure decision and an encoding, then one send), with no task per packet. Only a query
+//! that needs an upstream resolver (a forwarded name, an ExternalName's target) gets a task of
+//! its own, so that waiting on an upstream never holds up the loop; at most `max_in_flight`
+//! such queries are in flight at once, and a UDP query beyond that is dropped (its client
+//! retries, as it would after a loss). A TCP connection has a task of its own and carries any
+//! number of length-prefixed queries, answered in order (forwarded ones also within
+//! `max_in_flight`); it closes after `tcp_idle_timeout` without one.
+//!
+//! Invariants: nothing is spawned outside the tracker; every loop and task stops as soon as
+//! the token is cancelled, including those waiting on an upstream.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,14 +26,14 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, trace_span, warn, Instrument};
+use tracing::{debug, debug_span, info, trace, trace_span, warn, Instrument};
 
 use super::config::DnsConfig;
 use super::error::DnsError;
 use super::forwarder::{Forwarder, Transport};
 use super::handle::ZoneHandle;
 use super::listener::Listener;
-use super::responder::Responder;
+use super::responder::{Answered, Responder, Upstream};
 
 /// The largest UDP query read; longer datagrams are cut and answered with FORMERR.
 const MAX_UDP_QUERY: usize = 4096;
@@ -79,12 +88,17 @@ impl DnsServer {
         let addresses = self.local_addrs();
         info!(addresses = ?addresses, "cluster dns serving");
         let tracker = self.context.tracker.clone();
+        // One receive loop per worker, so that every core answers.
+        let receivers = tokio::runtime::Handle::current().metrics().num_workers().max(1);
         for listener in self.listeners {
             let address = listener.address;
-            tracker.spawn(
-                serve_udp(Arc::new(listener.udp), self.context.clone(), cancel.clone())
-                    .instrument(trace_span!("dns udp", address = %address)),
-            );
+            let udp = Arc::new(listener.udp);
+            for receiver in 0..receivers {
+                tracker.spawn(
+                    serve_udp(udp.clone(), self.context.clone(), cancel.clone())
+                        .instrument(trace_span!("dns udp", address = %address, receiver)),
+                );
+            }
             tracker.spawn(
                 serve_tcp(listener.tcp, self.context.clone(), cancel.clone())
                     .instrument(trace_span!("dns tcp", address = %address)),
@@ -97,17 +111,11 @@ impl DnsServer {
     }
 }
 
+/// One receive loop on a UDP socket: answers zone queries inline and hands the others to a
+/// task of their own.
 async fn serve_udp(socket: Arc<UdpSocket>, context: Arc<Context>, cancel: CancellationToken) {
     let mut buffer = vec![0u8; MAX_UDP_QUERY];
     loop {
-        let permit = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return,
-            permit = context.in_flight.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-        };
         let (len, peer) = tokio::select! {
             biased;
             _ = cancel.cancelled() => return,
@@ -119,24 +127,56 @@ async fn serve_udp(socket: Arc<UdpSocket>, context: Arc<Context>, cancel: Cancel
                 }
             },
         };
-        let packet = buffer[..len].to_vec();
-        let (socket, task_context, cancel) = (socket.clone(), context.clone(), cancel.clone());
-        context.tracker.spawn(
-            async move {
-                let _permit = permit;
-                let reply = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return,
-                    reply = task_context.responder.respond(&packet, Transport::Udp) => reply,
-                };
-                if let Some(reply) = reply {
-                    if let Err(error) = socket.send_to(&reply, peer).await {
-                        debug!(error = %error, "udp send failed");
-                    }
-                }
+        answer_udp(&socket, &context, &cancel, &buffer[..len], peer).await;
+    }
+}
+
+async fn answer_udp(
+    socket: &Arc<UdpSocket>,
+    context: &Arc<Context>,
+    cancel: &CancellationToken,
+    query: &[u8],
+    peer: SocketAddr,
+) {
+    match context.responder.answer(query, Transport::Udp) {
+        Answered::Reply(reply) => send_udp(socket, &reply, peer).await,
+        Answered::Silent => trace!(peer = %peer, "not answering"),
+        Answered::Upstream(upstream) => forward_udp(socket, context, cancel, upstream, peer),
+    }
+}
+
+/// Finishes a UDP query upstream in a task of its own, within `max_in_flight`.
+fn forward_udp(
+    socket: &Arc<UdpSocket>,
+    context: &Arc<Context>,
+    cancel: &CancellationToken,
+    upstream: Box<Upstream>,
+    peer: SocketAddr,
+) {
+    let Ok(permit) = context.in_flight.clone().try_acquire_owned() else {
+        debug!(peer = %peer, "too many forwarded queries in flight, dropping one");
+        return;
+    };
+    let (socket, task_context, cancel) = (socket.clone(), context.clone(), cancel.clone());
+    context.tracker.spawn(
+        async move {
+            let _permit = permit;
+            let reply = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                reply = task_context.responder.finish(upstream) => reply,
+            };
+            if let Some(reply) = reply {
+                send_udp(&socket, &reply, peer).await;
             }
-            .instrument(trace_span!("dns query", peer = %peer, transport = "udp")),
-        );
+        }
+        .instrument(debug_span!("dns forward", peer = %peer, transport = "udp")),
+    );
+}
+
+async fn send_udp(socket: &UdpSocket, reply: &[u8], peer: SocketAddr) {
+    if let Err(error) = socket.send_to(reply, peer).await {
+        debug!(error = %error, "udp send failed");
     }
 }
 
@@ -199,8 +239,14 @@ async fn serve_connection(mut stream: TcpStream, context: Arc<Context>, cancel: 
 }
 
 async fn answer_tcp(context: &Context, query: &[u8]) -> Option<Vec<u8>> {
-    let _permit = context.in_flight.acquire().await.ok()?;
-    context.responder.respond(query, Transport::Tcp).await
+    match context.responder.answer(query, Transport::Tcp) {
+        Answered::Reply(reply) => Some(reply),
+        Answered::Silent => None,
+        Answered::Upstream(upstream) => {
+            let _permit = context.in_flight.acquire().await.ok()?;
+            context.responder.finish(upstream).await
+        }
+    }
 }
 
 async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {

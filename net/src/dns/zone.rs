@@ -12,8 +12,10 @@
 //! - A slice may arrive before its Service and outlive it; it is simply not answered for while
 //!   the Service is absent.
 //! - The serial grows by one on every change (it is the SOA serial).
+//! - Services and slices are found by borrowed (namespace, name) in O(1), without allocating;
+//!   a namespace exists while it holds a Service.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use hickory_proto::rr::Name;
@@ -23,6 +25,7 @@ use tracing::debug;
 
 use super::config::ZoneConfig;
 use super::error::DnsError;
+use super::namespaced::NamespacedMap;
 use super::objects::{ObjectKey, ServiceEntry, SliceEntry};
 
 /// What holds an address: a Service's cluster IP or an endpoint listed in a slice.
@@ -38,9 +41,10 @@ pub struct Zone {
     origin: Name,
     ttl: u32,
     serial: u32,
-    services: BTreeMap<ObjectKey, ServiceEntry>,
-    slices: HashMap<ObjectKey, SliceEntry>,
-    slices_by_service: HashMap<ObjectKey, BTreeSet<String>>,
+    services: NamespacedMap<ServiceEntry>,
+    slices: NamespacedMap<SliceEntry>,
+    /// The names of the slices labelled with each Service's name.
+    slices_by_service: NamespacedMap<BTreeSet<String>>,
     owners_by_address: HashMap<IpAddr, BTreeSet<AddressOwner>>,
 }
 
@@ -51,9 +55,9 @@ impl Zone {
             origin: config.origin()?,
             ttl: config.ttl,
             serial: 1,
-            services: BTreeMap::new(),
-            slices: HashMap::new(),
-            slices_by_service: HashMap::new(),
+            services: NamespacedMap::default(),
+            slices: NamespacedMap::default(),
+            slices_by_service: NamespacedMap::default(),
             owners_by_address: HashMap::new(),
         })
     }
@@ -93,7 +97,7 @@ impl Zone {
         for address in entry.cluster_ips() {
             self.add_owner(*address, AddressOwner::Service(key.clone()));
         }
-        if let Some(previous) = self.services.insert(key.clone(), entry) {
+        if let Some(previous) = self.services.insert(&key.namespace, &key.name, entry) {
             self.forget_stale_service_addresses(&key, &previous);
         }
         self.bump();
@@ -102,10 +106,10 @@ impl Zone {
     /// Removes a Service; returns whether it was present. Its slices stay until they are
     /// removed themselves, unanswered in the meantime.
     pub fn remove_service(&mut self, namespace: &str, name: &str) -> bool {
-        let key = ObjectKey::new(namespace, name);
-        let Some(previous) = self.services.remove(&key) else {
+        let Some(previous) = self.services.remove(namespace, name) else {
             return false;
         };
+        let key = ObjectKey::new(namespace, name);
         for address in previous.cluster_ips() {
             self.remove_owner(*address, &AddressOwner::Service(key.clone()));
         }
@@ -125,12 +129,9 @@ impl Zone {
             self.add_owner(address, AddressOwner::Slice(key.clone()));
         }
         if let Some(service) = &entry.service {
-            self.slices_by_service
-                .entry(ObjectKey::new(&key.namespace, service))
-                .or_default()
-                .insert(key.name.clone());
+            self.slices_by_service.get_or_default(&key.namespace, service).insert(key.name.clone());
         }
-        self.slices.insert(key, entry);
+        self.slices.insert(&key.namespace, &key.name, entry);
         self.bump();
     }
 
@@ -144,17 +145,14 @@ impl Zone {
         removed
     }
 
+    /// Returns a Service, named case-insensitively.
     pub(crate) fn service(&self, namespace: &str, name: &str) -> Option<&ServiceEntry> {
-        self.services.get(&ObjectKey::new(namespace, name))
+        self.services.get(namespace, name)
     }
 
     /// Returns true when the namespace holds at least one Service.
     pub(crate) fn has_namespace(&self, namespace: &str) -> bool {
-        let start = ObjectKey::new(namespace, "");
-        self.services
-            .range(&start..)
-            .next()
-            .is_some_and(|(key, _)| key.namespace == start.namespace)
+        self.services.has_namespace(namespace)
     }
 
     /// Returns the slices labelled with the Service's name.
@@ -164,14 +162,14 @@ impl Zone {
         service: &str,
     ) -> impl Iterator<Item = &'a SliceEntry> + 'a {
         self.slices_by_service
-            .get(&ObjectKey::new(namespace, service))
+            .get(namespace, service)
             .into_iter()
             .flatten()
-            .filter_map(move |slice| self.slices.get(&ObjectKey::new(namespace, slice)))
+            .filter_map(move |slice| self.slices.get(namespace, slice))
     }
 
     pub(crate) fn slice(&self, key: &ObjectKey) -> Option<&SliceEntry> {
-        self.slices.get(key)
+        self.slices.get(&key.namespace, &key.name)
     }
 
     /// Returns what holds an address.
@@ -182,18 +180,17 @@ impl Zone {
     /// Removes a slice's entry and every index entry pointing at it; returns whether it was
     /// present.
     fn detach_slice(&mut self, key: &ObjectKey) -> bool {
-        let Some(previous) = self.slices.remove(key) else {
+        let Some(previous) = self.slices.remove(&key.namespace, &key.name) else {
             return false;
         };
         for address in previous.addresses() {
             self.remove_owner(address, &AddressOwner::Slice(key.clone()));
         }
         if let Some(service) = &previous.service {
-            let service_key = ObjectKey::new(&key.namespace, service);
-            if let Some(names) = self.slices_by_service.get_mut(&service_key) {
+            if let Some(names) = self.slices_by_service.get_mut(&key.namespace, service) {
                 names.remove(&key.name);
                 if names.is_empty() {
-                    self.slices_by_service.remove(&service_key);
+                    self.slices_by_service.remove(&key.namespace, service);
                 }
             }
         }
@@ -201,8 +198,11 @@ impl Zone {
     }
 
     fn forget_stale_service_addresses(&mut self, key: &ObjectKey, previous: &ServiceEntry) {
-        let current: Vec<IpAddr> =
-            self.services.get(key).map(|entry| entry.cluster_ips().to_vec()).unwrap_or_default();
+        let current: Vec<IpAddr> = self
+            .services
+            .get(&key.namespace, &key.name)
+            .map(|entry| entry.cluster_ips().to_vec())
+            .unwrap_or_default();
         for address in previous.cluster_ips() {
             if !current.contains(address) {
                 self.remove_owner(*address, &AddressOwner::Service(key.clone()));

@@ -459,6 +459,40 @@ async fn cancellation_stops_the_server_and_frees_the_port() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receive_loops_on_every_worker_answer_and_stop_together() -> Result<()> {
+    let upstream = FakeUpstream::start().await?;
+    let server = Running::start(web_zone(), vec![upstream.address]).await?;
+    let address = server.address;
+
+    // --- many clients at once, zone and forwarded names mixed
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..32 {
+        clients.spawn(async move {
+            let (name, expected) = if client % 4 == 0 {
+                ("www.example.com.", "www.example.com. A 192.0.2.53")
+            } else {
+                ("web.default.svc.cluster.local.", "web.default.svc.cluster.local. A 10.96.0.10")
+            };
+            for _ in 0..10 {
+                let (reply, _) = ask_udp(address, &question(name, RecordType::A)).await?;
+                assert_eq!(rendered(&reply.answers), [expected]);
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(client) = clients.join_next().await {
+        client??;
+    }
+
+    // --- every loop lets go of the shared socket
+    server.stop().await?;
+    UdpSocket::bind(address).await.context("the udp port is still taken")?;
+    TcpListener::bind(address).await.context("the tcp port is still taken")?;
+    upstream.stop().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn an_ipv4_address_not_assigned_yet_can_be_bound() -> Result<()> {
     // 192.0.2.0/24 is reserved for documentation and on no interface here.
