@@ -20,9 +20,10 @@ pub type Key = (String, String);
 
 /// What follows Services and EndpointSlices.
 pub trait Sink {
-    fn apply_service(&mut self, service: &Service);
+    /// Takes the object: the feed has no further use for it.
+    fn apply_service(&mut self, service: Service);
     fn delete_service(&mut self, namespace: &str, name: &str);
-    fn apply_slice(&mut self, slice: &EndpointSlice);
+    fn apply_slice(&mut self, slice: EndpointSlice);
     fn delete_slice(&mut self, namespace: &str, name: &str);
     /// Both kinds have been listed completely for the first time.
     fn listed(&mut self);
@@ -76,13 +77,13 @@ impl Listing {
 /// A kind the feed follows, and how a sink hears of it.
 trait Followed: ResourceExt + Sized {
     const WHAT: &'static str;
-    fn apply(sink: &mut impl Sink, object: &Self);
+    fn apply(sink: &mut impl Sink, object: Self);
     fn delete(sink: &mut impl Sink, namespace: &str, name: &str);
 }
 
 impl Followed for Service {
     const WHAT: &'static str = "services";
-    fn apply(sink: &mut impl Sink, object: &Self) {
+    fn apply(sink: &mut impl Sink, object: Self) {
         sink.apply_service(object);
     }
     fn delete(sink: &mut impl Sink, namespace: &str, name: &str) {
@@ -92,7 +93,7 @@ impl Followed for Service {
 
 impl Followed for EndpointSlice {
     const WHAT: &'static str = "endpointslices";
-    fn apply(sink: &mut impl Sink, object: &Self) {
+    fn apply(sink: &mut impl Sink, object: Self) {
         sink.apply_slice(object);
     }
     fn delete(sink: &mut impl Sink, namespace: &str, name: &str) {
@@ -114,7 +115,7 @@ fn deliver<K: Followed>(
             }
             match event {
                 watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
-                    K::apply(sink, &object)
+                    K::apply(sink, object)
                 }
                 watcher::Event::Delete(object) => {
                     let (namespace, name) = key(&object);
@@ -206,13 +207,13 @@ mod tests {
     struct Log(Vec<String>);
 
     impl Sink for Log {
-        fn apply_service(&mut self, service: &Service) {
+        fn apply_service(&mut self, service: Service) {
             self.0.push(format!("apply service {}", service.name_any()));
         }
         fn delete_service(&mut self, _: &str, name: &str) {
             self.0.push(format!("delete service {name}"));
         }
-        fn apply_slice(&mut self, slice: &EndpointSlice) {
+        fn apply_slice(&mut self, slice: EndpointSlice) {
             self.0.push(format!("apply slice {}", slice.name_any()));
         }
         fn delete_slice(&mut self, _: &str, name: &str) {

@@ -86,9 +86,9 @@ impl<T: ServiceTable> Follower<T> {
 }
 
 impl<T: ServiceTable> Sink for Follower<T> {
-    fn apply_service(&mut self, service: &Service) {
-        self.zone.upsert_service(service);
-        let result = self.proxy.apply_service(service.clone());
+    fn apply_service(&mut self, service: Service) {
+        self.zone.upsert_service(&service);
+        let result = self.proxy.apply_service(service);
         self.report("service", result);
     }
 
@@ -98,9 +98,9 @@ impl<T: ServiceTable> Sink for Follower<T> {
         self.report("service", result);
     }
 
-    fn apply_slice(&mut self, slice: &EndpointSlice) {
-        self.zone.upsert_slice(slice);
-        let result = self.proxy.apply_slice(slice.clone());
+    fn apply_slice(&mut self, slice: EndpointSlice) {
+        self.zone.upsert_slice(&slice);
+        let result = self.proxy.apply_slice(slice);
         self.report("endpointslice", result);
     }
 

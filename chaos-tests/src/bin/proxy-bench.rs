@@ -158,21 +158,21 @@ struct Timed {
 }
 
 impl Sink for Timed {
-    fn apply_service(&mut self, service: &Service) {
-        if let Err(err) = self.proxy.apply_service(service.clone()) {
+    fn apply_service(&mut self, service: Service) {
+        if let Err(err) = self.proxy.apply_service(service) {
             eprintln!("programming a service: {err}");
         }
     }
     fn delete_service(&mut self, namespace: &str, name: &str) {
         let _ = self.proxy.delete_service(namespace, name);
     }
-    fn apply_slice(&mut self, slice: &EndpointSlice) {
+    fn apply_slice(&mut self, slice: EndpointSlice) {
+        let name = slice.metadata.name.clone().unwrap_or_default();
         let started = Instant::now();
-        if let Err(err) = self.proxy.apply_slice(slice.clone()) {
+        if let Err(err) = self.proxy.apply_slice(slice) {
             eprintln!("programming a slice: {err}");
         }
         let done = Instant::now();
-        let name = slice.metadata.name.clone().unwrap_or_default();
         let _ = self.records.send(Record::Slice { name, done, took: done - started });
     }
     fn delete_slice(&mut self, namespace: &str, name: &str) {

@@ -38,11 +38,6 @@ impl ZoneHandle {
         update(&mut zone)
     }
 
-    /// Replaces the whole zone, e.g. after a watch relist.
-    pub fn replace(&self, zone: Zone) {
-        self.update(|current| *current = zone);
-    }
-
     /// Adds or replaces a Service.
     pub fn upsert_service(&self, service: &Service) {
         self.update(|zone| zone.upsert_service(service));

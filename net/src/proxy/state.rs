@@ -175,15 +175,6 @@ impl<T: ServiceTable> Proxy<T> {
         Ok(changes)
     }
 
-    /// The Services and slices recorded, by key, so a new listing can tell which are gone.
-    pub fn service_keys(&self) -> Vec<ServiceKey> {
-        self.services.keys().cloned().collect()
-    }
-
-    pub fn slice_keys(&self) -> Vec<(String, String)> {
-        self.slice_owners.keys().cloned().collect()
-    }
-
     /// Syncs again the Services whose last sync failed; returns how many still fail.
     pub fn retry_failed(&mut self) -> usize {
         for key in std::mem::take(&mut self.failed) {
