@@ -295,8 +295,8 @@ impl<'a> Work<'a> {
     }
 
     /// Sum of `status.availableReplicas` over `indexes`.
-    fn available_sum(&self, indexes: &[usize]) -> i32 {
-        indexes.iter().filter_map(|i| self.sets.get(*i)).map(available_replicas).sum()
+    fn kept_available_sum(&self, indexes: &[usize]) -> i32 {
+        indexes.iter().filter_map(|i| self.sets.get(*i)).map(kept_available).sum()
     }
 
     /// Finds the new set, syncs its revision and annotations and, if asked, creates it

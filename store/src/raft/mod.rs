@@ -97,6 +97,14 @@ pub enum ForwardRequest {
     },
 }
 
+impl ForwardRequest {
+    /// Whether answering the request twice is harmless (reads and lease renewals), so it
+    /// can be sent again to a new leader while the old one may still answer it.
+    fn may_resend(&self) -> bool {
+        matches!(self, ForwardRequest::ReadIndex | ForwardRequest::Lease(_))
+    }
+}
+
 /// One Raft replica and the way to its leader: what the batchers and the membership calls
 /// work with.
 #[derive(Clone)]
@@ -195,10 +203,35 @@ impl Replica {
     }
 
     /// Returns the leader this replica knows of, unless it is this replica.
-    fn remote_leader(&self) -> Option<MemberNode> {
+    fn remote_leader(&self) -> Option<(NodeId, MemberNode)> {
         let metrics = self.metrics.borrow();
         let leader = metrics.current_leader.filter(|id| *id != self.id)?;
-        metrics.membership_config.membership().get_node(&leader).cloned()
+        Some((leader, metrics.membership_config.membership().get_node(&leader)?.clone()))
+    }
+
+    /// Forwards `request` to `leader`, giving up on it as soon as `leader` no longer leads: a
+    /// paused or partitioned old leader would otherwise hold it, and the batch slot or read
+    /// round it occupies, until the connection times out, while a new leader could answer.
+    /// A request that may be sent twice is then retried; any other fails as etcd's does,
+    /// "leader changed" (the old leader may still append it, but can no longer commit it).
+    async fn forward<T: serde::de::DeserializeOwned>(
+        &self,
+        (id, leader): &(NodeId, MemberNode),
+        request: &ForwardRequest,
+    ) -> Result<T, StoreError> {
+        let call = self.peers.forward::<T>(leader, request);
+        let mut metrics = self.metrics.clone();
+        let moved = async move {
+            if metrics.wait_for(|m| m.current_leader != Some(*id)).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            answer = call => answer,
+            () = moved => {
+                Err(if request.may_resend() { StoreError::NotLeader } else { StoreError::LeaderChanged })
+            }
+        }
     }
 
     pub fn leader_id(&self) -> Option<NodeId> {
@@ -260,7 +293,7 @@ impl Replica {
             let attempt = if self.is_leader() {
                 local().await
             } else if let Some(leader) = self.remote_leader() {
-                self.peers.forward::<T>(&leader, &request).await
+                self.forward::<T>(&leader, &request).await
             } else {
                 Err(StoreError::NoLeader)
             };

@@ -48,6 +48,12 @@ pub(super) fn available_replicas(set: &ReplicaSet) -> i32 {
     set.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0)
 }
 
+/// The available pods a set will keep: right after a scale-down its status still counts the
+/// pods it is deleting, so a rollout may count no more than its spec.
+pub(super) fn kept_available(set: &ReplicaSet) -> i32 {
+    available_replicas(set).min(spec_replicas(set))
+}
+
 pub(super) fn annotation<'s>(set: &'s ReplicaSet, key: &str) -> Option<&'s String> {
     set.metadata.annotations.as_ref().and_then(|a| a.get(key))
 }

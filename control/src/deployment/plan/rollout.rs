@@ -69,7 +69,7 @@ impl Work<'_> {
         let new_unavailable = self
             .new
             .and_then(|i| self.sets.get(i))
-            .map_or(0, |set| spec_replicas(set) - available_replicas(set));
+            .map_or(0, |set| spec_replicas(set) - kept_available(set));
         let max_scaled_down = self.spec_sum(&all) - min_available - new_unavailable;
         if max_scaled_down <= 0 {
             return false;
@@ -81,7 +81,7 @@ impl Work<'_> {
                 break;
             }
             let Some(set) = self.sets.get(index) else { continue };
-            let (spec, available) = (spec_replicas(set), available_replicas(set));
+            let (spec, available) = (spec_replicas(set), kept_available(set));
             if spec == 0 || spec <= available {
                 continue;
             }
@@ -90,7 +90,7 @@ impl Work<'_> {
             cleaned += count;
         }
         // scaleDownOldReplicaSetsForRollingUpdate: then available old pods, above minAvailable.
-        let available = self.available_sum(&all);
+        let available = self.kept_available_sum(&all);
         let mut scaled = 0;
         if available > min_available {
             let budget = available - min_available;

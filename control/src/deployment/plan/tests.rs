@@ -312,6 +312,33 @@ fn rolling_update_first_steps_of_four_replicas() {
 }
 
 #[test]
+fn a_scaled_down_set_counts_no_more_available_pods_than_its_spec() {
+    // The ReplicaSet controller writes the status of the pods it saw before deleting the extra
+    // ones, so right after a scale-down a set reports more available pods than it will keep.
+    let mut cluster = Cluster::new(deployment(20, "v1"));
+    cluster.settle(|_| {});
+    change_image(&mut cluster.deployment, "v2");
+    cluster.step();
+    // The room the old pods left goes to the new set: 25 pods, the most maxSurge allows.
+    cluster.step();
+    assert_eq!(spec_replicas(cluster.by_image("v1")), 15);
+    assert_eq!(available_replicas(cluster.by_image("v1")), 20, "status not yet caught up");
+    assert_eq!(spec_replicas(cluster.by_image("v2")), 10);
+    let new = cluster.sets.iter_mut().find(|s| revision(s) == 2).unwrap();
+    new.status = Some(ReplicaSetStatus {
+        replicas: 10,
+        available_replicas: Some(3),
+        ..ReplicaSetStatus::default()
+    });
+    // 15 old + 3 new available where 15 must stay: 3 old pods may go, not 8.
+    let plan = cluster.step();
+    assert_eq!(
+        plan.update.iter().map(|s| (revision(s), spec_replicas(s))).collect::<Vec<_>>(),
+        [(1, 12)]
+    );
+}
+
+#[test]
 fn recreate_scales_old_to_zero_waits_then_creates() {
     let mut cluster = Cluster::new(recreate(deployment(3, "v1")));
     cluster.settle(|_| {});
