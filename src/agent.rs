@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use flotilla_agent::{
-    Agent, AgentConfig, Layout, DEFAULT_CLUSTER_DNS, DEFAULT_IMAGES_DIR, DEFAULT_PAUSE_IMAGE,
+    Agent, AgentConfig, Layout, DEFAULT_CLUSTER_DNS, DEFAULT_GOSSIP_PORT, DEFAULT_IMAGES_DIR,
+    DEFAULT_PAUSE_IMAGE,
 };
 
 #[derive(Args, Clone, Debug)]
@@ -55,6 +56,10 @@ pub struct AgentArgs {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// The UDP port the agent gossips on, at NODE_IP. Masters gossip on their API port, so
+    /// the agent joins through the API servers' addresses.
+    #[arg(long, default_value_t = DEFAULT_GOSSIP_PORT)]
+    pub gossip_port: u16,
 }
 
 /// `flotilla reset`: what a node's agent ran, removed.
@@ -91,6 +96,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         pause_image: args.pause_image,
         cluster_dns: args.cluster_dns,
         cluster_domain: args.cluster_domain,
+        gossip_port: args.gossip_port,
     };
     let agent = Agent::start(config).await.context("starting the agent")?;
     tracing::info!(node = %args.name, "agent started");

@@ -8,9 +8,11 @@ use anyhow::{bail, Context};
 use clap::Args;
 use flotilla_api::allocate::ServiceRanges;
 use flotilla_api::{ApiConfig, ApiServer};
-use flotilla_control::{ControlConfig, ControlPlane, LeaseConfig};
+use flotilla_control::{AgentLiveness, ControlConfig, ControlPlane, LeaseConfig, Liveness};
+use flotilla_net::gossip::{Gossip, GossipConfig, Members, Role, Timing};
 use flotilla_store::etcd::EtcdOptions;
 use flotilla_store::raft::{Master, MasterConfig, PeerUrlSpec, TlsFiles};
+use tokio::sync::watch;
 
 #[derive(Args, Clone, Debug)]
 pub struct MasterArgs {
@@ -166,55 +168,132 @@ impl MasterArgs {
 }
 
 impl MasterArgs {
-    /// The control plane's configuration; its API URL is filled in once the API is bound.
-    fn control_config(&self) -> anyhow::Result<ControlConfig> {
+    /// The control plane's configuration, for controllers talking to this master's API at
+    /// `api_url` and judging nodes by `liveness`.
+    fn control_config(
+        &self,
+        api_url: String,
+        liveness: watch::Receiver<Liveness>,
+    ) -> anyhow::Result<ControlConfig> {
         let lease = LeaseConfig::default();
         lease.validate().map_err(anyhow::Error::msg)?;
         Ok(ControlConfig {
-            api_url: String::new(),
+            api_url,
             ca_file: self.trusted_ca_file.clone(),
             cert_file: self.cert_file.clone(),
             key_file: self.key_file.clone(),
             identity: format!("{}_{}", self.name, std::process::id()),
             lease,
+            liveness,
         })
+    }
+}
+
+/// Joins the gossip membership on the API server's address and port (UDP beside the API's
+/// TCP), where agents find the masters.
+async fn start_gossip(name: &str, api: &ApiConfig) -> anyhow::Result<Gossip> {
+    let advertise = tokio::net::lookup_host(&api.advertise)
+        .await
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .with_context(|| format!("resolving the advertised API address {}", api.advertise))?;
+    let config = GossipConfig {
+        name: name.to_owned(),
+        role: Role::Master,
+        bind: api.listen,
+        advertise,
+        seeds: Vec::new(),
+        timing: Timing::default(),
+    };
+    Ok(Gossip::start(config).await?)
+}
+
+/// The agents' liveness from the membership, for the node lifecycle controller.
+fn agent_liveness(mut members: watch::Receiver<Members>) -> watch::Receiver<Liveness> {
+    let of = |members: &Members| -> Liveness {
+        members
+            .iter()
+            .filter(|(_, member)| member.role == Role::Agent)
+            .map(|(name, member)| {
+                let liveness = AgentLiveness { alive: member.alive, generation: member.generation };
+                (name.clone(), liveness)
+            })
+            .collect()
+    };
+    let (publish, liveness) = watch::channel(of(&members.borrow_and_update()));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = publish.closed() => return,
+                changed = members.changed() => if changed.is_err() { return },
+            }
+            let next = of(&members.borrow_and_update());
+            publish.send_if_modified(|current| {
+                let changed = *current != next;
+                *current = next;
+                changed
+            });
+        }
+    });
+    liveness
+}
+
+/// What a master runs besides the store, stopped in reverse order.
+#[derive(Default)]
+struct Services {
+    api: Option<ApiServer>,
+    gossip: Option<Gossip>,
+    control: Option<ControlPlane>,
+}
+
+impl Services {
+    async fn start(args: &MasterArgs, master: &Master) -> anyhow::Result<Services> {
+        let mut services = Services::default();
+        let Some(api_config) = args.api_config()? else { return Ok(services) };
+        let api = ApiServer::start(master.store().clone(), api_config.clone()).await?;
+        // The controllers talk to this master's own API.
+        let api_url = format!("https://127.0.0.1:{}", api.local_addr().port());
+        services.api = Some(api);
+        let gossip = match start_gossip(&args.name, &api_config).await {
+            Ok(gossip) => services.gossip.insert(gossip),
+            Err(e) => {
+                services.shutdown().await;
+                return Err(e);
+            }
+        };
+        let started = match args.control_config(api_url, agent_liveness(gossip.members())) {
+            Ok(config) => ControlPlane::start(config).await.map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        match started {
+            Ok(control) => services.control = Some(control),
+            Err(e) => {
+                services.shutdown().await;
+                return Err(e);
+            }
+        }
+        Ok(services)
+    }
+
+    async fn shutdown(self) {
+        if let Some(control) = self.control {
+            control.shutdown().await;
+        }
+        if let Some(gossip) = self.gossip {
+            gossip.shutdown().await;
+        }
+        if let Some(api) = self.api {
+            api.shutdown().await;
+        }
     }
 }
 
 pub async fn run(args: MasterArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    let api_config = args.api_config()?;
     let master = Master::start(config).await?;
-    let api = match api_config {
-        Some(api_config) => match ApiServer::start(master.store().clone(), api_config).await {
-            Ok(api) => Some(api),
-            Err(e) => {
-                master.shutdown().await;
-                return Err(e.into());
-            }
-        },
-        None => None,
-    };
-    // The controllers talk to this master's own API.
-    let control_config = args.control_config().map(|config| {
-        api.as_ref().map(|api| ControlConfig {
-            api_url: format!("https://127.0.0.1:{}", api.local_addr().port()),
-            ..config
-        })
-    });
-    let control = match control_config {
-        Ok(None) => Ok(None),
-        Ok(Some(config)) => {
-            ControlPlane::start(config).await.map(Some).map_err(anyhow::Error::from)
-        }
-        Err(e) => Err(e),
-    };
-    let control = match control {
-        Ok(control) => control,
+    let services = match Services::start(&args, &master).await {
+        Ok(services) => services,
         Err(e) => {
-            if let Some(api) = api {
-                api.shutdown().await;
-            }
             master.shutdown().await;
             return Err(e);
         }
@@ -226,12 +305,7 @@ pub async fn run(args: MasterArgs) -> anyhow::Result<()> {
         _ = terminate.recv() => false,
         _ = master.failed() => true,
     };
-    if let Some(control) = control {
-        control.shutdown().await;
-    }
-    if let Some(api) = api {
-        api.shutdown().await;
-    }
+    services.shutdown().await;
     master.shutdown().await;
     if failed {
         bail!("stopped on a fatal storage error (see the log above)");

@@ -162,6 +162,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             format!("--cert-file={}", cert.cert.display()),
             format!("--key-file={}", cert.key.display()),
             "--node-ip=127.0.0.1".into(),
+            format!("--gossip-port={}", free_local_port()?),
             format!("--data-dir={}", member_dir.join("data").display()),
             format!("--image={}", flotilla_agent::DEFAULT_IMAGES_DIR),
         ];

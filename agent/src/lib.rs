@@ -19,14 +19,16 @@ mod pods;
 mod upstream;
 mod worker;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, NodeStatus, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +40,7 @@ use cri::{CriRuntime, CriRuntimeConfig, Runtime};
 use flotilla_control::events::Recorder;
 use flotilla_ebpf::{Dataplane, DataplaneConfig};
 use flotilla_net::dns::{parse_resolv_conf, ZoneConfig};
+use flotilla_net::gossip::{Gossip, GossipConfig, GossipError, Role, Timing};
 use flotilla_net::node::NodeNetConfig;
 pub use machine::Machine;
 use node::Identity;
@@ -80,7 +83,12 @@ pub struct AgentConfig {
     pub cluster_dns: Ipv4Addr,
     /// The cluster's DNS domain (kubelet's `clusterDomain`).
     pub cluster_domain: String,
+    /// The UDP port the agent gossips on (at `address`).
+    pub gossip_port: u16,
 }
+
+/// The gossip port of agents, as serf's and Docker Swarm's.
+pub const DEFAULT_GOSSIP_PORT: u16 = 7946;
 
 /// kubeadm's cluster DNS address: the tenth of the default service range, where the masters
 /// create `kube-system/kube-dns`.
@@ -102,6 +110,10 @@ pub enum AgentError {
     Runtime(#[from] cri::CriError),
     #[error("loading the service dataplane")]
     Dataplane(#[from] flotilla_ebpf::EbpfError),
+    #[error("node address {0} is not an IP address (gossip needs one)")]
+    NodeAddress(String),
+    #[error(transparent)]
+    Gossip(#[from] GossipError),
 }
 
 /// A running agent.
@@ -110,6 +122,7 @@ pub struct Agent {
     tasks: TaskTracker,
     /// The containerd this agent runs; it keeps running after the agent stops, as k3s'.
     containerd: Option<Containerd>,
+    gossip: Gossip,
 }
 
 /// `host:port` of an `https://host:port` URL, resolved.
@@ -186,6 +199,19 @@ impl Agent {
                 reason: "no master given".into(),
             });
         }
+        // Gossip first: a restarted agent is back in the membership, under its new generation,
+        // before the old one could be found dead.
+        let ip: IpAddr =
+            config.address.parse().map_err(|_| AgentError::NodeAddress(config.address.clone()))?;
+        let gossip = Gossip::start(GossipConfig {
+            name: config.name.clone(),
+            role: Role::Agent,
+            bind: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), config.gossip_port),
+            advertise: SocketAddr::new(ip, config.gossip_port),
+            seeds: masters.clone(),
+            timing: Timing::default(),
+        })
+        .await?;
         let stop = CancellationToken::new();
         let upstream =
             Upstream::start(masters, stop.clone()).await.map_err(AgentError::Upstream)?;
@@ -259,14 +285,16 @@ impl Agent {
         };
         tasks.spawn(worker::run(syncer, config.name.clone(), stop.clone()));
         tasks.spawn(report(client, identity, health, config, stop.clone()));
-        Ok(Agent { stop, tasks, containerd })
+        Ok(Agent { stop, tasks, containerd, gossip })
     }
 
-    /// Stops the agent's work and waits for it.
+    /// Stops the agent's work and waits for it; the agent leaves the gossip membership, so the
+    /// masters mark its node unreachable at once.
     pub async fn shutdown(self) {
         self.stop.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+        self.gossip.shutdown().await;
         if let Some(containerd) = &self.containerd {
             tracing::info!(pid = containerd.pid(), "containerd keeps running the pods");
         }
@@ -435,6 +463,10 @@ async fn report(
 ) {
     let nodes: Api<Node> = Api::all(client);
     let mut reported: Option<NodeStatus> = None;
+    // The Node as the API has it: when the masters found this agent dead and marked the node
+    // unreachable, the agent takes that as its last report, so the next one puts Ready back.
+    let own = watcher::Config::default().fields(&format!("metadata.name={}", identity.name));
+    let mut own = watcher(nodes.clone(), own).default_backoff().applied_objects().boxed();
     loop {
         identity.runtime_problem = health.borrow_and_update().clone();
         let outcome = match Machine::read(&config.data_dir) {
@@ -451,6 +483,12 @@ async fn report(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = health.changed() => {}
+            Some(Ok(node)) = own.next() => {
+                if reported.is_some() && node::ready(node.status.as_ref()) != node::ready(reported.as_ref()) {
+                    tracing::info!(node = %identity.name, "the node was marked not ready; reporting it again");
+                    reported = node.status;
+                }
+            }
             _ = tokio::time::sleep(pause) => {}
         }
     }

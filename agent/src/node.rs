@@ -209,6 +209,11 @@ pub fn status(
     }
 }
 
+/// The status of the Ready condition in `status`, if it has one.
+pub fn ready(status: Option<&NodeStatus>) -> Option<&str> {
+    status?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready").map(|c| c.status.as_str())
+}
+
 /// Whether `next` says anything `previous` does not, heartbeat times aside.
 pub fn needs_update(previous: &NodeStatus, next: &NodeStatus) -> bool {
     let without_heartbeats = |status: &NodeStatus| {

@@ -1,15 +1,18 @@
 //! A stand-in for the node agents in control-plane tests: it plays the kubelet's part in the
 //! API for pods bound to the Node objects a test registered, with no containers at all.
 //!
+//! Each of its nodes is a gossip member, as an agent is, so the masters hold the nodes alive.
 //! Every `PERIOD` it lists pods and, for each pod bound to one of its nodes: a pending pod is
 //! reported `Running` and `Ready` (with a pod IP), or `Succeeded` when its restartPolicy is not
 //! `Always` and it has run for `RUN_TIME`; a pod being deleted is confirmed gone (deleted with
 //! grace period 0 and its uid as precondition), as an agent does once the containers stopped.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use flotilla_net::gossip::{Gossip, GossipConfig, Role, Timing};
 use hyper::Method;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
@@ -20,9 +23,10 @@ const PERIOD: Duration = Duration::from_millis(100);
 /// How long a pod that runs to completion runs.
 const RUN_TIME: Duration = Duration::from_secs(1);
 
-/// The running stand-in; dropping it stops it.
+/// The running stand-in; dropping it stops it (its nodes then fall silent, as dead agents).
 pub struct FakeKubelet {
     task: JoinHandle<()>,
+    _members: Vec<Gossip>,
 }
 
 impl Drop for FakeKubelet {
@@ -32,8 +36,26 @@ impl Drop for FakeKubelet {
 }
 
 impl FakeKubelet {
-    /// Starts playing the kubelet of `nodes` over `connection`.
-    pub fn start(connection: Connection, nodes: &[&str]) -> FakeKubelet {
+    /// Starts playing the kubelet of `nodes` over `connection`, gossiping with `masters` (their
+    /// API addresses).
+    pub async fn start(
+        connection: Connection,
+        nodes: &[&str],
+        masters: &[SocketAddr],
+    ) -> anyhow::Result<FakeKubelet> {
+        let mut members = Vec::new();
+        for node in nodes {
+            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+            let config = GossipConfig {
+                name: (*node).to_owned(),
+                role: Role::Agent,
+                bind: loopback,
+                advertise: loopback,
+                seeds: masters.to_vec(),
+                timing: Timing::default(),
+            };
+            members.push(Gossip::start(config).await?);
+        }
         let nodes: BTreeSet<String> = nodes.iter().map(|n| n.to_string()).collect();
         let task = tokio::spawn(async move {
             loop {
@@ -43,7 +65,7 @@ impl FakeKubelet {
                 tokio::time::sleep(PERIOD).await;
             }
         });
-        FakeKubelet { task }
+        Ok(FakeKubelet { task, _members: members })
     }
 }
 

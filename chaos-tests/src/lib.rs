@@ -143,6 +143,11 @@ impl Cluster {
     }
 
     /// The administrator kubeconfig `flotilla up` wrote.
+    /// Every master's API address, where the masters also gossip.
+    pub fn api_addresses(&self) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+        self.members.iter().map(Member::api_address).collect()
+    }
+
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.join("kubeconfig")
     }
@@ -472,6 +477,13 @@ impl Member {
     /// The member's Kubernetes API URL.
     pub fn api_url(&self) -> anyhow::Result<String> {
         self.flag("listen-api-url")
+    }
+
+    /// The member's API address, where it also gossips (over UDP).
+    pub fn api_address(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let url = self.api_url()?;
+        let address = url.trim_start_matches("https://").trim_end_matches('/');
+        address.parse().with_context(|| format!("{} has API URL {url}", self.name))
     }
 
     /// Returns a `--flag=value` argument of the member's recorded command.

@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use lease::{LeaseConfig, LEASE_NAME};
+pub use nodes::lifecycle::{AgentLiveness, Liveness};
 
 /// How a master's control plane reaches its API server.
 #[derive(Debug, Clone)]
@@ -49,6 +50,11 @@ pub struct ControlConfig {
     /// Who holds the lease while this master leads (unique per master and process).
     pub identity: String,
     pub lease: LeaseConfig,
+    /// What this master's gossip member knows of every node's agent, kept current by the
+    /// membership. The node lifecycle controller judges nodes by it while this master leads:
+    /// an agent declared down makes its node unreachable at once; a node whose agent is not in
+    /// the membership at all becomes unreachable only after the first minute of leadership.
+    pub liveness: tokio::sync::watch::Receiver<Liveness>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,15 +77,18 @@ impl ControlPlane {
         let tasks = TaskTracker::new();
         let elector = lease::Elector::new(client.clone(), config.identity.clone(), config.lease);
         let controllers = Arc::new(client);
+        let liveness = config.liveness;
         tasks.spawn(elector.lead(shutdown.clone(), move |term| {
             let client = (*controllers).clone();
+            let liveness = liveness.clone();
             async move {
                 // Pods and nodes are watched once for the controllers that need them.
-                let pods = controller::shared::<Pod>(client.clone(), term.clone(), 5);
+                let pods = controller::shared::<Pod>(client.clone(), term.clone(), 6);
                 let nodes = controller::shared::<Node>(client.clone(), term.clone(), 2);
+                let pod_cache = pods.store;
                 let mut pods = pods.handles.into_iter();
-                let (Some(rs), Some(sts), Some(ds), Some(jobs), Some(endpoints)) =
-                    (pods.next(), pods.next(), pods.next(), pods.next(), pods.next())
+                let (Some(rs), Some(sts), Some(ds), Some(jobs), Some(endpoints), Some(lifecycle)) =
+                    (pods.next(), pods.next(), pods.next(), pods.next(), pods.next(), pods.next())
                 else {
                     return;
                 };
@@ -99,7 +108,15 @@ impl ControlPlane {
                     endpoints::run(client.clone(), term.clone(), endpoints, node_cache.clone()),
                     volumes::run(client.clone(), term.clone(), node_cache.clone(), volume_nodes),
                     serviceaccounts::run(client.clone(), term.clone()),
-                    nodes::run(client.clone(), term.clone(), node_cache),
+                    nodes::run(client.clone(), term.clone(), node_cache.clone()),
+                    nodes::lifecycle::run(
+                        client.clone(),
+                        term.clone(),
+                        liveness,
+                        pod_cache,
+                        lifecycle,
+                        node_cache,
+                    ),
                     deployment::run(client.clone(), term.clone()),
                     scheduling::run(client.clone(), term.clone()),
                     gc::run(client, term),

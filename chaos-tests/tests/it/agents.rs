@@ -4,12 +4,14 @@
 //! their node's pod CIDR once their HTTP readiness probes pass; a pod on one node reaches a pod
 //! on the other; a ConfigMap change reaches a mounted file; a failing liveness probe restarts
 //! its container; a crashing container and a missing image show the reasons kubectl users know; an agent killed while a master is
-//! down comes back through another master and keeps its pods, none duplicated; and deleting
-//! the workloads leaves no container behind.
+//! down comes back through another master and keeps its pods, none duplicated; an agent
+//! killed for good is found dead through gossip within 3 s and its pods run on the other node
+//! within 10 s, and when it comes back it rejoins without duplicating them; and deleting the
+//! workloads leaves no container behind.
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flotilla_chaos_tests::{stdout_of, wait_until, Cluster};
 use nix::sys::signal::Signal;
@@ -21,6 +23,12 @@ fn get(cluster: &Cluster, server: &str, args: &[&str]) -> String {
     let mut all = vec![server];
     all.extend_from_slice(args);
     cluster.kubectl_output(&all)
+}
+
+/// The status of `node`'s Ready condition.
+fn ready(cluster: &Cluster, server: &str, node: &str) -> String {
+    let path = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
+    get(cluster, server, &["get", "node", node, "-o", path])
 }
 
 /// Agent `n`'s containerd socket (its layout: `<data>/containerd/state/containerd.sock`).
@@ -322,11 +330,60 @@ async fn agents_run_pods_and_survive_a_master_loss() -> anyhow::Result<()> {
         "containers on agent-1: {sandboxes_before} before, {sandboxes_after} after"
     );
 
+    eprintln!(
+        "--- kill -9 agent-2: NotReady within 3 s, its web pods Running on agent-1 within 10 s"
+    );
+    let killed = Instant::now();
+    cluster.signal_agent(2, Signal::SIGKILL)?;
+    wait_until(Duration::from_secs(10), "agent-2 not Ready", || async {
+        ready(&cluster, s, "agent-2") == "Unknown"
+    })
+    .await?;
+    let not_ready_after = killed.elapsed();
+    let live_web_on_agent_1 = || async {
+        let path = "jsonpath={range .items[?(@.status.phase==\"Running\")]}{.spec.nodeName}={.metadata.deletionTimestamp}{\"\\n\"}{end}";
+        let pods = get(&cluster, s, &["get", "pods", "-l", "app=web", "-o", path]);
+        pods.lines().filter(|line| *line == "agent-1=").count()
+    };
+    wait_until(Duration::from_secs(30), "4 web pods Running on agent-1", || async {
+        live_web_on_agent_1().await == 4
+    })
+    .await?;
+    let moved_after = killed.elapsed();
+    eprintln!("agent-2 killed: NotReady after {not_ready_after:?}, its pods Running on agent-1 after {moved_after:?}");
+    let taints =
+        get(&cluster, s, &["get", "node", "agent-2", "-o", "jsonpath={.spec.taints[*].key}"]);
+    assert!(taints.contains("node.kubernetes.io/unreachable"), "{taints}");
+    assert!(not_ready_after <= Duration::from_secs(3), "NotReady after {not_ready_after:?}");
+    assert!(moved_after <= Duration::from_secs(10), "pods moved after {moved_after:?}");
+
+    eprintln!("--- restart agent-2: Ready again, the evicted pods gone, none duplicated");
+    cluster.restart_agent(2)?;
+    wait_until(Duration::from_secs(30), "agent-2 Ready again", || async {
+        ready(&cluster, s, "agent-2") == "True"
+    })
+    .await?;
+    wait_until(Duration::from_secs(30), "the evicted pods confirmed gone", || async {
+        let nodes = get(
+            &cluster,
+            s,
+            &["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.nodeName}"],
+        );
+        nodes.split_whitespace().all(|n| n == "agent-1")
+    })
+    .await?;
+    assert_eq!(live_web_on_agent_1().await, 4, "still exactly 4 web pods");
+    let taints =
+        get(&cluster, s, &["get", "node", "agent-2", "-o", "jsonpath={.spec.taints[*].key}"]);
+    assert!(!taints.contains("node.kubernetes.io/unreachable"), "{taints}");
+
     eprintln!("--- deleting everything leaves no container in either containerd");
     stdout_of(&cluster.kubectl(&[s, "delete", "deployment", "web"])?)?;
+    // Bare pods agent-2 ran were evicted with it.
     stdout_of(&cluster.kubectl(&[
         s,
         "delete",
+        "--ignore-not-found",
         "pod",
         "fetch",
         "crash",

@@ -264,7 +264,8 @@ async fn workloads_roll_out_order_complete_and_place_as_kubernetes_does() -> any
     register_nodes(&cluster, s).await?;
     let mut all_nodes: Vec<&str> = NODES.to_vec();
     all_nodes.push(TAINTED);
-    let _kubelet = FakeKubelet::start(dialer.connect(0).await?, &all_nodes);
+    let masters = cluster.api_addresses()?;
+    let _kubelet = FakeKubelet::start(dialer.connect(0).await?, &all_nodes, &masters).await?;
 
     eprintln!("--- a CronJob every minute (checked at the end: it fires while the rest runs)");
     kubectl(
@@ -594,7 +595,8 @@ async fn a_rollout_survives_the_kill_of_the_controller_lease_holder() -> anyhow:
     let s = server.as_str();
     let dialer = Dialer::ready(&cluster).await?;
     register_nodes(&cluster, s).await?;
-    let _kubelet = FakeKubelet::start(dialer.connect(survivor).await?, &NODES);
+    let masters = cluster.api_addresses()?;
+    let _kubelet = FakeKubelet::start(dialer.connect(survivor).await?, &NODES, &masters).await?;
     apply(&cluster, s, DEPLOYMENT)?;
     rollout_status(&cluster, s, "deployment/web")?;
 

@@ -1,9 +1,10 @@
 //! Nodes: matching placement rules against them (shared by the scheduler, the DaemonSet
-//! controller and the volume binder), and the controller that prepares Nodes for pods — a pod
-//! CIDR for each (`spec.podCIDR`), and the `node.kubernetes.io/not-ready` taint on a node
-//! that is not Ready, so nothing is scheduled there until it is.
+//! controller and the volume binder), the controller that gives each Node a pod CIDR
+//! (`spec.podCIDR`), and the lifecycle controller ([`lifecycle`]) that judges nodes by their
+//! agents' gossip liveness and keeps their conditions, condition taints and pods in line.
 
 mod cidr;
+pub mod lifecycle;
 pub mod placement;
 mod taints;
 
@@ -67,10 +68,6 @@ async fn reconcile(
         let block = cidr::block(index);
         spec.insert("podCIDR".into(), json!(block));
         spec.insert("podCIDRs".into(), json!([block]));
-    }
-    let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-    if let Some(taints) = taints::with_condition_taints(&node, &current) {
-        spec.insert("taints".into(), json!(taints));
     }
     if spec.is_empty() {
         return Ok(Action::await_change());

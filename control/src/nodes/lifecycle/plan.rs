@@ -1,0 +1,228 @@
+//! Decides what the node lifecycle controller does for one Node, without IO.
+//!
+//! [`plan`] takes the Node, what the gossip membership says of its agent, how long this
+//! controller has led, the pods bound to the node, when each was first seen under `NoExecute`
+//! taints, and the time. It returns a [`Plan`]: the node's conditions and taints to write, the
+//! pods to mark not Ready, the pods to evict now, and when to look again.
+//!
+//! Invariants:
+//! - Nothing is written unless it changes: a healthy, idle cluster gets an empty plan.
+//! - Ready is never set True here; only the agent reports its node Ready.
+//! - The condition taints follow the Ready condition the node will have once the planned
+//!   conditions are written, so one reconcile marks a node unreachable and taints it.
+//! - Evictions are decided from the taints the node will have once the planned taints are
+//!   written.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, PodCondition, Taint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::eviction::{self, Tolerated};
+use super::{AgentLiveness, Liveness};
+use crate::nodes::taints::{self, NO_EXECUTE};
+
+/// How long a node whose agent never joined the membership is left alone after this controller
+/// starts leading (Kubernetes' `nodeStartupGracePeriod`): long enough for the membership to
+/// learn of every live agent.
+pub const STARTUP_GRACE: SignedDuration = SignedDuration::from_secs(60);
+
+/// Condition reasons and messages, as Kubernetes' node lifecycle controller writes them.
+pub mod reason {
+    pub const STATUS_UNKNOWN: &str = "NodeStatusUnknown";
+    pub const STATUS_UNKNOWN_MESSAGE: &str = "Kubelet stopped posting node status.";
+    pub const NEVER_UPDATED: &str = "NodeStatusNeverUpdated";
+    pub const NEVER_UPDATED_MESSAGE: &str = "Kubelet never posted node status.";
+}
+
+/// What the controller concludes about a node from its agent's liveness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The membership holds the agent alive.
+    Reachable,
+    /// The membership declared the agent down, or it never joined within the startup grace.
+    Unreachable,
+    /// The agent has not joined the membership and the startup grace is not over yet: the
+    /// node's status is left alone until then.
+    Unjudged,
+}
+
+/// A pod to write to, with the uid and resourceVersion the plan was made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+}
+
+/// A pod whose status conditions become `conditions` (written conditionally on its
+/// resourceVersion).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodConditions {
+    pub pod: PodRef,
+    pub conditions: Vec<PodCondition>,
+}
+
+/// A pod the taint manager evicts now: first its conditions are written (when they change:
+/// `DisruptionTarget` True, and Ready False on an unreachable node), then it is deleted
+/// gracefully with its uid as precondition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Eviction {
+    pub pod: PodRef,
+    pub conditions: Option<Vec<PodCondition>>,
+}
+
+/// What to do for one Node, in the order to do it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub verdict: Verdict,
+    /// The node's conditions to write (status, conditional on its resourceVersion), when the
+    /// node is unreachable and they change.
+    pub conditions: Option<Vec<NodeCondition>>,
+    /// The node's taints to write (spec, conditional on the resourceVersion the status write
+    /// left), when its condition taints change.
+    pub taints: Option<Vec<Taint>>,
+    /// Pods on an unreachable node whose Ready condition becomes False (Kubernetes'
+    /// `MarkPodsNotReady`); pods evicted now are not among them.
+    pub not_ready: Vec<PodConditions>,
+    /// Pods evicted now because they do not tolerate the node's `NoExecute` taints, or no
+    /// longer: their `tolerationSeconds` ran out.
+    pub evictions: Vec<Eviction>,
+    /// When each pod on the node (by uid) was first seen under `NoExecute` taints: keep it for
+    /// the next plan of this node.
+    pub first_seen: BTreeMap<String, Timestamp>,
+    /// Plan again after this long: the startup grace ends, or a toleration runs out.
+    pub recheck_after: Option<SignedDuration>,
+}
+
+/// How the controller judges a node whose agent's liveness is `liveness` (`None`: not in the
+/// membership) after leading for `led_for`.
+pub fn verdict(liveness: Option<AgentLiveness>, led_for: SignedDuration) -> Verdict {
+    match liveness {
+        Some(AgentLiveness { alive: true, .. }) => Verdict::Reachable,
+        Some(AgentLiveness { alive: false, .. }) => Verdict::Unreachable,
+        None if led_for > STARTUP_GRACE => Verdict::Unreachable,
+        None => Verdict::Unjudged,
+    }
+}
+
+/// Plans for `node`. `pods` are the pods bound to it (`spec.nodeName`); `first_seen` is the
+/// previous plan's [`Plan::first_seen`] for this node.
+pub fn plan(
+    node: &Node,
+    liveness: Option<AgentLiveness>,
+    led_for: SignedDuration,
+    pods: &[&Pod],
+    first_seen: &BTreeMap<String, Timestamp>,
+    now: Timestamp,
+) -> Plan {
+    let verdict = verdict(liveness, led_for);
+    let conditions = match verdict {
+        Verdict::Unreachable => unreachable_conditions(node, now),
+        Verdict::Reachable | Verdict::Unjudged => None,
+    };
+    let ready = match &conditions {
+        Some(conditions) => {
+            conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.status.as_str())
+        }
+        None => taints::ready_status(node),
+    };
+    let current_taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
+    let taints = taints::with_condition_taints(ready, current_taints, now);
+    let no_execute: Vec<&Taint> = taints
+        .as_deref()
+        .unwrap_or(current_taints)
+        .iter()
+        .filter(|t| t.effect == NO_EXECUTE)
+        .collect();
+
+    let mut not_ready = Vec::new();
+    let mut evictions = Vec::new();
+    let mut seen_now = BTreeMap::new();
+    let mut recheck_after = match verdict {
+        Verdict::Unjudged => Some(STARTUP_GRACE - led_for),
+        Verdict::Reachable | Verdict::Unreachable => None,
+    };
+    for pod in pods.iter().copied().filter(|pod| pod.metadata.deletion_timestamp.is_none()) {
+        let mut pod_conditions = pod.status.as_ref().and_then(|s| s.conditions.clone());
+        let mut changed = false;
+        if verdict == Verdict::Unreachable && !eviction::is_terminal(pod) {
+            changed |= eviction::mark_not_ready(&mut pod_conditions, now);
+        }
+        let tolerated = if no_execute.is_empty() {
+            Tolerated::Forever
+        } else {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let seen = first_seen.get(&uid).copied().unwrap_or(now);
+            seen_now.insert(uid, seen);
+            eviction::tolerated(&no_execute, pod, seen)
+        };
+        let evict_at = match tolerated {
+            Tolerated::Forever => None,
+            Tolerated::Not => Some(now),
+            Tolerated::Until(deadline) => Some(deadline),
+        };
+        match evict_at {
+            Some(deadline) if deadline <= now => {
+                changed |= eviction::mark_disruption_target(&mut pod_conditions, now);
+                let conditions = if changed { pod_conditions } else { None };
+                evictions.push(Eviction { pod: pod_ref(pod), conditions });
+                continue;
+            }
+            Some(deadline) => {
+                let after = deadline.duration_since(now);
+                recheck_after = Some(recheck_after.map_or(after, |r| r.min(after)));
+            }
+            None => {}
+        }
+        if let (true, Some(conditions)) = (changed, pod_conditions) {
+            not_ready.push(PodConditions { pod: pod_ref(pod), conditions });
+        }
+    }
+    Plan { verdict, conditions, taints, not_ready, evictions, first_seen: seen_now, recheck_after }
+}
+
+/// The node's conditions once it is judged unreachable, or `None` when they are so already:
+/// every condition not yet Unknown becomes Unknown (`NodeStatusUnknown`, transition now; the
+/// heartbeat is kept), one already Unknown is kept as it is, and a missing Ready condition is
+/// added as Unknown (`NodeStatusNeverUpdated`, heartbeat at the node's creation), as Kubernetes'
+/// `tryUpdateNodeHealth` does.
+pub fn unreachable_conditions(node: &Node, now: Timestamp) -> Option<Vec<NodeCondition>> {
+    let current = node.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+    let mut next = current.to_vec();
+    for condition in next.iter_mut().filter(|c| c.status != "Unknown") {
+        condition.status = "Unknown".into();
+        condition.reason = Some(reason::STATUS_UNKNOWN.into());
+        condition.message = Some(reason::STATUS_UNKNOWN_MESSAGE.into());
+        condition.last_transition_time = Some(Time(now));
+    }
+    if !next.iter().any(|c| c.type_ == "Ready") {
+        next.push(NodeCondition {
+            type_: "Ready".into(),
+            status: "Unknown".into(),
+            reason: Some(reason::NEVER_UPDATED.into()),
+            message: Some(reason::NEVER_UPDATED_MESSAGE.into()),
+            last_heartbeat_time: node.metadata.creation_timestamp.clone(),
+            last_transition_time: Some(Time(now)),
+        });
+    }
+    (next != current).then_some(next)
+}
+
+/// The nodes whose agent's liveness differs between `before` and `after` (joined, left, went
+/// down, came back or restarted).
+pub fn changed_nodes(before: &Liveness, after: &Liveness) -> BTreeSet<String> {
+    let names = before.keys().chain(after.keys());
+    names.filter(|name| before.get(*name) != after.get(*name)).cloned().collect()
+}
+
+fn pod_ref(pod: &Pod) -> PodRef {
+    PodRef {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone(),
+        resource_version: pod.metadata.resource_version.clone(),
+    }
+}
