@@ -125,6 +125,14 @@ pub struct Agent {
     gossip: Gossip,
 }
 
+/// The wildcard address of `ip`'s family.
+fn unspecified(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    }
+}
+
 /// `host:port` of an `https://host:port` URL, resolved.
 async fn socket_address(url: &str) -> Result<(String, SocketAddr), AgentError> {
     let invalid = |reason: &str| AgentError::ApiUrl { url: url.into(), reason: reason.into() };
@@ -206,7 +214,7 @@ impl Agent {
         let gossip = Gossip::start(GossipConfig {
             name: config.name.clone(),
             role: Role::Agent,
-            bind: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), config.gossip_port),
+            bind: SocketAddr::new(unspecified(ip), config.gossip_port),
             advertise: SocketAddr::new(ip, config.gossip_port),
             seeds: masters.clone(),
             timing: Timing::default(),

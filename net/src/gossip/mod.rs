@@ -133,6 +133,7 @@ impl Gossip {
             socket,
             seeds: config.seeds.into_iter().filter(|seed| *seed != advertise).collect(),
             publish,
+            known: 0,
         };
         let task = tokio::spawn(member.run(stop.clone()));
         Ok(Gossip { members, advertise, stop, task })
@@ -196,6 +197,8 @@ struct Member {
     socket: UdpSocket,
     seeds: Vec<SocketAddr>,
     publish: watch::Sender<Members>,
+    /// How many identities the membership held when the view was last published.
+    known: usize,
 }
 
 /// A timer in the heap, ordered by deadline and sequence only.
@@ -274,7 +277,8 @@ impl Member {
         }
     }
 
-    /// Sends what foca wrote, schedules what it asked for, logs and publishes what changed.
+    /// Sends what foca wrote, schedules what it asked for, logs and publishes what changed
+    /// (the view is rebuilt only then, not for every datagram).
     async fn drain(&mut self) {
         while let Some((to, data)) = self.runtime.to_send() {
             if let Err(err) = self.socket.send_to(&data, to.addr).await {
@@ -286,9 +290,18 @@ impl Member {
             self.sequence += 1;
             self.timers.push(Reverse((now + after, self.sequence, TimerEntry(timer))));
         }
+        let mut changed = false;
         while let Some(notification) = self.runtime.to_notify() {
             log(&notification);
+            changed = true;
         }
+        // Liveness and generations change only with a notification; a member first heard of
+        // already down comes without one, but grows the membership.
+        let known = self.foca.iter_membership_state().len();
+        if !changed && known == self.known {
+            return;
+        }
+        self.known = known;
         let next = view(self.foca.iter_membership_state(), &self.own);
         self.publish.send_if_modified(|members| {
             let changed = *members != next;
