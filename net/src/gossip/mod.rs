@@ -34,6 +34,8 @@ pub use peer::{MemberState, Members, Peer, Role};
 
 /// The largest datagram sent; below common MTUs, so no datagram is fragmented.
 const MAX_PACKET: usize = 1400;
+/// How long a start waits for its port to be released by a previous process.
+const BIND_WAIT: Duration = Duration::from_secs(5);
 /// How often a member that knows no other member announces itself to the seeds again.
 const JOIN_RETRY: Duration = Duration::from_millis(500);
 
@@ -100,9 +102,7 @@ impl Drop for Gossip {
 impl Gossip {
     /// Binds the socket and joins. Must be called within a Tokio runtime.
     pub async fn start(config: GossipConfig) -> Result<Gossip, GossipError> {
-        let socket = UdpSocket::bind(config.bind)
-            .await
-            .map_err(|source| GossipError::Bind { addr: config.bind, source })?;
+        let socket = bind(config.bind).await?;
         let mut advertise = config.advertise;
         if advertise.port() == 0 {
             let bound = socket
@@ -153,6 +153,22 @@ impl Gossip {
     pub async fn shutdown(mut self) {
         self.stop.cancel();
         let _ = (&mut self.task).await;
+    }
+}
+
+/// Binds `addr`, waiting up to [`BIND_WAIT`] while it is taken: a member restarted right after
+/// its previous process was killed finds the port held until that process has exited.
+async fn bind(addr: SocketAddr) -> Result<UdpSocket, GossipError> {
+    let deadline = Instant::now() + BIND_WAIT;
+    loop {
+        match UdpSocket::bind(addr).await {
+            Err(err)
+                if err.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            bound => return bound.map_err(|source| GossipError::Bind { addr, source }),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Gossip members on 127.0.0.1: joining through a seed, a crashed member declared down within
-//! the detection budget while the live ones never are, a graceful leave, and a restart
-//! coming back under a new generation.
+//! the detection budget while the live ones never are, a graceful leave, a restart coming
+//! back under a new generation, and a restart waiting for its predecessor's port.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -94,4 +94,28 @@ async fn members_join_through_a_seed_and_a_crashed_one_is_found_dead_in_time() {
     .await;
     eprintln!("a member that left was down after {took:?}");
     drop((a, c, master));
+}
+
+#[tokio::test]
+async fn a_restarted_member_waits_for_its_port_to_be_released() {
+    let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(held);
+    });
+    let started = Instant::now();
+    let member = Gossip::start(GossipConfig {
+        name: "node-a".into(),
+        role: Role::Agent,
+        bind: port,
+        advertise: port,
+        seeds: Vec::new(),
+        timing: Timing::default(),
+    })
+    .await
+    .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(250), "it waited for the port");
+    assert_eq!(member.advertise(), port);
+    release.await.unwrap();
 }
