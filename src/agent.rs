@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use flotilla_agent::{
     Agent, AgentConfig, Layout, DEFAULT_CLUSTER_DNS, DEFAULT_GOSSIP_PORT, DEFAULT_IMAGES_DIR,
-    DEFAULT_PAUSE_IMAGE,
+    DEFAULT_PAUSE_IMAGE, DEFAULT_SERVER_PORT,
 };
 
 #[derive(Args, Clone, Debug)]
@@ -23,7 +23,8 @@ pub struct AgentArgs {
     /// The cluster CA certificate.
     #[arg(long)]
     pub ca_file: PathBuf,
-    /// The agent's client certificate (CN system:node:<name>, O system:nodes) and key.
+    /// The agent's certificate (CN system:node:<name>, O system:nodes; client use towards the
+    /// masters, server use for NODE_IP) and key.
     #[arg(long)]
     pub cert_file: PathBuf,
     #[arg(long)]
@@ -60,6 +61,10 @@ pub struct AgentArgs {
     /// the agent joins through the API servers' addresses.
     #[arg(long, default_value_t = DEFAULT_GOSSIP_PORT)]
     pub gossip_port: u16,
+    /// The TCP port of the agent's HTTPS API at NODE_IP (kubelet's port), through which the
+    /// masters serve `kubectl logs`. The certificate must be valid for NODE_IP as a server.
+    #[arg(long, default_value_t = DEFAULT_SERVER_PORT)]
+    pub kubelet_port: u16,
 }
 
 /// `flotilla reset`: what a node's agent ran, removed.
@@ -97,6 +102,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         cluster_dns: args.cluster_dns,
         cluster_domain: args.cluster_domain,
         gossip_port: args.gossip_port,
+        server_port: args.kubelet_port,
     };
     let agent = Agent::start(config).await.context("starting the agent")?;
     tracing::info!(node = %args.name, "agent started");

@@ -8,11 +8,32 @@ use anyhow::{bail, Context};
 use clap::Args;
 use flotilla_api::allocate::ServiceRanges;
 use flotilla_api::{ApiConfig, ApiServer};
-use flotilla_control::{AgentLiveness, ControlConfig, ControlPlane, LeaseConfig, Liveness};
+use flotilla_control::{
+    AgentLiveness, ApiServers, ControlConfig, ControlPlane, LeaseConfig, Liveness,
+};
 use flotilla_net::gossip::{Gossip, GossipConfig, Members, Role, Timing};
 use flotilla_store::etcd::EtcdOptions;
 use flotilla_store::raft::{Master, MasterConfig, PeerUrlSpec, TlsFiles};
 use tokio::sync::watch;
+
+/// The range Service cluster IPs are allocated from unless `--service-cluster-ip-range` says
+/// otherwise (kubeadm's default).
+pub const DEFAULT_SERVICE_CLUSTER_IP_RANGE: &str = "10.96.0.0/12";
+
+/// The names in-cluster clients reach the API by (the `kubernetes` Service's): every master's
+/// serving certificate is valid for them and for [`kubernetes_service_ip`].
+pub const KUBERNETES_SERVICE_NAMES: [&str; 4] = [
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+];
+
+/// The `kubernetes` Service's cluster IP in `range`: the range's first address.
+pub fn kubernetes_service_ip(range: &str) -> anyhow::Result<std::net::Ipv4Addr> {
+    let (network, prefix_len) = ServiceRanges::parse_cidr(range).map_err(anyhow::Error::msg)?;
+    Ok(ServiceRanges { network, prefix_len, ..ServiceRanges::default() }.nth(1))
+}
 
 #[derive(Args, Clone, Debug)]
 pub struct MasterArgs {
@@ -74,7 +95,7 @@ pub struct MasterArgs {
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
     /// The range Service cluster IPs are allocated from.
-    #[arg(long, default_value = "10.96.0.0/12")]
+    #[arg(long, default_value = DEFAULT_SERVICE_CLUSTER_IP_RANGE)]
     pub service_cluster_ip_range: String,
     /// Seconds between compactions of the store's history (watches and list continuations
     /// can resume from anything newer).
@@ -169,11 +190,13 @@ impl MasterArgs {
 
 impl MasterArgs {
     /// The control plane's configuration, for controllers talking to this master's API at
-    /// `api_url` and judging nodes by `liveness`.
+    /// `api_url`, judging nodes by `liveness` and publishing `api_servers` as the endpoints of
+    /// the `kubernetes` Service.
     fn control_config(
         &self,
         api_url: String,
         liveness: watch::Receiver<Liveness>,
+        api_servers: watch::Receiver<ApiServers>,
     ) -> anyhow::Result<ControlConfig> {
         let lease = LeaseConfig::default();
         lease.validate().map_err(anyhow::Error::msg)?;
@@ -185,6 +208,7 @@ impl MasterArgs {
             identity: format!("{}_{}", self.name, std::process::id()),
             lease,
             liveness,
+            api_servers,
         })
     }
 }
@@ -209,8 +233,8 @@ async fn start_gossip(name: &str, api: &ApiConfig) -> anyhow::Result<Gossip> {
 }
 
 /// The agents' liveness from the membership, for the node lifecycle controller.
-fn agent_liveness(mut members: watch::Receiver<Members>) -> watch::Receiver<Liveness> {
-    let of = |members: &Members| -> Liveness {
+fn agent_liveness(members: watch::Receiver<Members>) -> watch::Receiver<Liveness> {
+    follow(members, |members| {
         members
             .iter()
             .filter(|(_, member)| member.role == Role::Agent)
@@ -219,8 +243,32 @@ fn agent_liveness(mut members: watch::Receiver<Members>) -> watch::Receiver<Live
                 (name.clone(), liveness)
             })
             .collect()
-    };
-    let (publish, liveness) = watch::channel(of(&members.borrow_and_update()));
+    })
+}
+
+/// The API addresses of the masters alive in the membership and of this one (`own`, which the
+/// membership leaves out), published as the `kubernetes` Service's endpoints. Masters gossip on
+/// their advertised API address and port, so a member's address is its API's.
+fn api_servers(own: SocketAddr, members: watch::Receiver<Members>) -> watch::Receiver<ApiServers> {
+    follow(members, move |members| {
+        let others = members
+            .values()
+            .filter(|member| member.role == Role::Master && member.alive)
+            .map(|member| member.addr);
+        std::iter::once(own).chain(others).collect()
+    })
+}
+
+/// A view derived from the membership by `of`, kept current (and published only when it
+/// changes) until no one holds it or the membership stops.
+fn follow<T>(
+    mut members: watch::Receiver<Members>,
+    of: impl Fn(&Members) -> T + Send + 'static,
+) -> watch::Receiver<T>
+where
+    T: PartialEq + Send + Sync + 'static,
+{
+    let (publish, view) = watch::channel(of(&members.borrow_and_update()));
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -235,7 +283,7 @@ fn agent_liveness(mut members: watch::Receiver<Members>) -> watch::Receiver<Live
             });
         }
     });
-    liveness
+    view
 }
 
 /// What a master runs besides the store, stopped in reverse order.
@@ -261,7 +309,9 @@ impl Services {
                 return Err(e);
             }
         };
-        let started = match args.control_config(api_url, agent_liveness(gossip.members())) {
+        let servers = api_servers(gossip.advertise(), gossip.members());
+        let started = match args.control_config(api_url, agent_liveness(gossip.members()), servers)
+        {
             Ok(config) => ControlPlane::start(config).await.map_err(anyhow::Error::from),
             Err(e) => Err(e),
         };

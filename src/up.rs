@@ -17,6 +17,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+use crate::master::{
+    kubernetes_service_ip, DEFAULT_SERVICE_CLUSTER_IP_RANGE, KUBERNETES_SERVICE_NAMES,
+};
+
 #[derive(Args, Clone, Debug)]
 pub struct UpArgs {
     /// How many masters (odd: 1, 3 or 5).
@@ -95,11 +99,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .join(",");
     let binary = std::env::current_exe().context("locating the flotilla binary")?;
 
+    // The masters serve in-cluster clients too, who know the API as the `kubernetes` Service
+    // (the masters run with the default service range).
+    let service_ip = kubernetes_service_ip(DEFAULT_SERVICE_CLUSTER_IP_RANGE)?.to_string();
+    let mut hosts = vec!["127.0.0.1", "localhost", service_ip.as_str()];
+    hosts.extend(KUBERNETES_SERVICE_NAMES);
+
     let mut members = Vec::new();
     for (name, (peer, client, api)) in names.iter().zip(&ports) {
         let member_dir = dir.join(name);
         std::fs::create_dir_all(&member_dir)?;
-        let cert = pki.issue_master(name, &["127.0.0.1", "localhost"])?;
+        let cert = pki.issue_master(name, &hosts)?;
         let client_url = format!("https://127.0.0.1:{client}");
         let argv: Vec<String> = vec![
             binary.display().to_string(),
@@ -152,7 +162,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let name = format!("agent-{index}");
         let member_dir = dir.join(&name);
         std::fs::create_dir_all(&member_dir)?;
-        let cert = pki.issue_agent(&name)?;
+        let cert = pki.issue_agent(&name, &["127.0.0.1"])?;
         let argv: Vec<String> = vec![
             binary.display().to_string(),
             "agent".into(),
@@ -163,6 +173,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             format!("--key-file={}", cert.key.display()),
             "--node-ip=127.0.0.1".into(),
             format!("--gossip-port={}", free_local_port()?),
+            format!("--kubelet-port={}", free_local_port()?),
             format!("--data-dir={}", member_dir.join("data").display()),
             format!("--image={}", flotilla_agent::DEFAULT_IMAGES_DIR),
         ];

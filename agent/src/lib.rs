@@ -16,6 +16,7 @@ mod cri;
 mod machine;
 mod node;
 mod pods;
+mod server;
 mod upstream;
 mod worker;
 
@@ -42,6 +43,7 @@ use flotilla_ebpf::{Dataplane, DataplaneConfig};
 use flotilla_net::dns::{parse_resolv_conf, ZoneConfig};
 use flotilla_net::gossip::{Gossip, GossipConfig, GossipError, Role, Timing};
 use flotilla_net::node::NodeNetConfig;
+use flotilla_store::pki::TlsFiles;
 pub use machine::Machine;
 use node::Identity;
 use pods::qos::CgroupDriver;
@@ -85,10 +87,15 @@ pub struct AgentConfig {
     pub cluster_domain: String,
     /// The UDP port the agent gossips on (at `address`).
     pub gossip_port: u16,
+    /// The TCP port of the agent's own API (kubelet's 10250), at `address`; the masters
+    /// read logs through it.
+    pub server_port: u16,
 }
 
 /// The gossip port of agents, as serf's and Docker Swarm's.
 pub const DEFAULT_GOSSIP_PORT: u16 = 7946;
+
+pub use server::DEFAULT_PORT as DEFAULT_SERVER_PORT;
 
 /// kubeadm's cluster DNS address: the tenth of the default service range, where the masters
 /// create `kube-system/kube-dns`.
@@ -114,6 +121,8 @@ pub enum AgentError {
     NodeAddress(String),
     #[error(transparent)]
     Gossip(#[from] GossipError),
+    #[error(transparent)]
+    Server(#[from] server::ServerError),
 }
 
 /// A running agent.
@@ -246,7 +255,7 @@ impl Agent {
             address: config.address.clone(),
             version: format!("v1.33.0+flotilla.{}", env!("CARGO_PKG_VERSION")),
             runtime: format!("{}://{}", version.runtime_name, version.runtime_version),
-            port: 10250,
+            port: i32::from(config.server_port),
             runtime_problem: Some(
                 "container runtime status check may not have completed yet".into(),
             ),
@@ -283,6 +292,10 @@ impl Agent {
             path: config.data_dir.display().to_string(),
             reason: err.to_string(),
         })?;
+        let files =
+            TlsFiles { ca: &config.ca_file, cert: &config.cert_file, key: &config.key_file };
+        let listen = SocketAddr::new(unspecified(ip), config.server_port);
+        server::start(listen, files, runtime.clone(), &tasks, stop.clone()).await?;
         let node = node_context(&config, &layout, &machine);
         let syncer = Syncer {
             runtime,

@@ -101,89 +101,9 @@ fn split_csv(line: &str) -> Vec<String> {
 
 /// The user a verified client certificate names: CN is the user, each O a group.
 pub fn user_from_certificate(der: &[u8]) -> Option<User> {
-    let subject = x509_subject(der)?;
-    let mut name = None;
-    let mut groups = Vec::new();
-    for (oid, value) in subject {
-        match oid {
-            OID_COMMON_NAME => name = Some(value),
-            OID_ORGANIZATION => groups.push(value),
-            _ => {}
-        }
-    }
-    Some(User { name: name?, uid: String::new(), groups }.with_authenticated())
-}
-
-const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
-const OID_ORGANIZATION: &[u8] = &[0x55, 0x04, 0x0a];
-
-/// One DER element: tag and contents.
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (length, rest) = if first < 0x80 {
-        (first as usize, rest)
-    } else {
-        let count = (first & 0x7f) as usize;
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let length = rest[..count].iter().fold(0usize, |acc, &b| acc << 8 | b as usize);
-        (length, &rest[count..])
-    };
-    if rest.len() < length {
-        return None;
-    }
-    Some((tag, &rest[..length], &rest[length..]))
-}
-
-/// The subject's attributes (OID bytes, string value) of a DER certificate. The chain was
-/// verified by TLS before this runs; this only reads names.
-fn x509_subject(der: &[u8]) -> Option<Vec<(&[u8], String)>> {
-    const SEQUENCE: u8 = 0x30;
-    const SET: u8 = 0x31;
-    const VERSION: u8 = 0xa0;
-    let (tag, certificate, _) = der_element(der)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    let (tag, mut tbs, _) = der_element(certificate)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    // version (optional, explicit [0]), serial, signature algorithm, issuer, validity, subject.
-    let (tag, _, rest) = der_element(tbs)?;
-    if tag == VERSION {
-        tbs = rest;
-        let (_, _, rest) = der_element(tbs)?;
-        tbs = rest;
-    } else {
-        tbs = rest;
-    }
-    for _ in 0..3 {
-        let (_, _, rest) = der_element(tbs)?;
-        tbs = rest;
-    }
-    let (tag, mut names, _) = der_element(tbs)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    let mut attributes = Vec::new();
-    while !names.is_empty() {
-        let (tag, mut set, rest) = der_element(names)?;
-        names = rest;
-        if tag != SET {
-            return None;
-        }
-        while !set.is_empty() {
-            let (_, attribute, rest) = der_element(set)?;
-            set = rest;
-            let (_, oid, value) = der_element(attribute)?;
-            let (_, text, _) = der_element(value)?;
-            attributes.push((oid, String::from_utf8_lossy(text).into_owned()));
-        }
-    }
-    Some(attributes)
+    let subject = flotilla_store::pki::Subject::read(der)?;
+    let name = subject.common_name?;
+    Some(User { name, uid: String::new(), groups: subject.organizations }.with_authenticated())
 }
 
 #[cfg(test)]
@@ -206,10 +126,9 @@ mod tests {
     }
 
     #[test]
-    fn certificate_subject_names_user_and_groups() {
+    fn a_certificate_names_the_user_by_cn_and_its_groups_by_o() {
         let mut params = rcgen::CertificateParams::default();
         params.distinguished_name.push(rcgen::DnType::CommonName, "jane");
-        params.distinguished_name.push(rcgen::DnType::CountryName, "NL");
         params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:masters");
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
@@ -217,7 +136,9 @@ mod tests {
         assert_eq!(user.name, "jane");
         assert_eq!(user.groups, ["system:masters", "system:authenticated"]);
         assert!(user.is_master());
-        assert!(user_from_certificate(&cert.der()[..20]).is_none());
-        assert!(user_from_certificate(b"").is_none());
+        let mut nameless = rcgen::CertificateParams::default();
+        nameless.distinguished_name = rcgen::DistinguishedName::new();
+        let nameless = nameless.self_signed(&key).unwrap();
+        assert!(user_from_certificate(nameless.der()).is_none());
     }
 }

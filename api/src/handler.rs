@@ -22,6 +22,7 @@ use crate::auth::{Tokens, User};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::negotiate::{self, Accept, Encoding, Shape, MAX_BODY_BYTES};
+use crate::node_proxy::{ClientUpgrade, NodeClient};
 use crate::rbac::{Attributes, Authorizer};
 use crate::registry::{Registry, WatchStream};
 use crate::request::{self, Query, Route};
@@ -44,6 +45,8 @@ pub struct Api<S> {
     pub(crate) registry: Registry<S>,
     tokens: Tokens,
     pub(crate) config: ApiConfig,
+    /// Connections to the nodes' agents, for the subresources a node serves.
+    pub(crate) nodes: NodeClient,
     metrics: Metrics,
     ready: AtomicBool,
 }
@@ -57,11 +60,12 @@ struct Outcome {
 }
 
 impl<S: KvStore> Api<S> {
-    pub fn new(store: S, tokens: Tokens, config: ApiConfig) -> Self {
+    pub fn new(store: S, tokens: Tokens, config: ApiConfig, nodes: NodeClient) -> Self {
         Api {
             registry: Registry::new(Catalog::default(), store, config.ranges),
             tokens,
             config,
+            nodes,
             metrics: Metrics::default(),
             ready: AtomicBool::new(false),
         }
@@ -124,7 +128,10 @@ impl<S: KvStore> Api<S> {
         request: Request<Incoming>,
         cert_user: Option<User>,
     ) -> Result<Outcome, (ApiError, String, String, String)> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        if let Some(upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() {
+            parts.extensions.insert(ClientUpgrade::new(upgrade));
+        }
         let route = request::route(parts.uri.path());
         let query = Query::parse(parts.uri.query());
         let verb = http_verb(&parts.method, route.as_ref(), &query);

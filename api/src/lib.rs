@@ -20,6 +20,7 @@ mod handler;
 pub mod meta;
 mod metrics;
 pub mod negotiate;
+mod node_proxy;
 pub mod openapi;
 pub mod patch;
 mod protobuf;

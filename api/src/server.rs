@@ -3,16 +3,14 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_store::pki::{ClientAuth, TlsError, TlsFiles};
 use flotilla_store::KvStore;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::allocate::ServiceRanges;
 use crate::auth::{self, Tokens};
 use crate::handler::Api;
+use crate::node_proxy::NodeClient;
 
 /// How long a client may take for the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,47 +44,19 @@ pub struct ApiConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiServerError {
-    #[error("{path}: {message}")]
-    Tls { path: String, message: String },
-    #[error("TLS configuration: {0}")]
-    TlsConfig(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error(transparent)]
     Tokens(#[from] auth::TokenFileError),
     #[error("binding {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
-fn tls_error(path: &Path, err: impl std::fmt::Display) -> ApiServerError {
-    ApiServerError::Tls { path: path.display().to_string(), message: err.to_string() }
-}
-
 /// Builds the rustls configuration: the server certificate, and client certificates that
 /// are optional (bearer tokens are the other way in) but must chain to the CA when present.
 pub fn tls_config(config: &ApiConfig) -> Result<rustls::ServerConfig, ApiServerError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs = CertificateDer::pem_file_iter(&config.cert_file)
-        .map_err(|e| tls_error(&config.cert_file, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_error(&config.cert_file, e))?;
-    let key = PrivateKeyDer::from_pem_file(&config.key_file)
-        .map_err(|e| tls_error(&config.key_file, e))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in
-        CertificateDer::pem_file_iter(&config.ca_file).map_err(|e| tls_error(&config.ca_file, e))?
-    {
-        let ca = ca.map_err(|e| tls_error(&config.ca_file, e))?;
-        roots.add(ca).map_err(|e| tls_error(&config.ca_file, e))?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| ApiServerError::TlsConfig(e.to_string()))?;
-    let mut server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ApiServerError::TlsConfig(e.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| ApiServerError::TlsConfig(e.to_string()))?;
+    let files = TlsFiles { ca: &config.ca_file, cert: &config.cert_file, key: &config.key_file };
+    let mut server = files.server_config(ClientAuth::Optional)?;
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(server)
 }
@@ -116,7 +87,10 @@ impl ApiServer {
             .map_err(|source| ApiServerError::Bind { addr: config.listen, source })?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let api = Arc::new(Api::new(store, tokens, config));
+        let files =
+            TlsFiles { ca: &config.ca_file, cert: &config.cert_file, key: &config.key_file };
+        let nodes = NodeClient::new(files)?;
+        let api = Arc::new(Api::new(store, tokens, config, nodes));
         tasks.spawn(api.clone().run_background(shutdown.clone(), tasks.clone()));
         tasks.spawn(accept_loop(listener, tls, api, shutdown.clone(), tasks.clone()));
         tracing::info!(address = %local_addr, "serving the Kubernetes API");

@@ -1,5 +1,6 @@
-//! Subresources: status, scale, binding, eviction and namespace finalize. The node-facing ones
-//! (log, exec, attach, portforward, proxy) answer 503 until an agent serves the pod's node.
+//! Subresources: status, scale, binding, eviction and namespace finalize; a pod's log, exec,
+//! attach and port-forward through its node's agent ([`crate::node_proxy`]). `proxy` answers
+//! 503: agents do not serve it yet.
 
 use bytes::Bytes;
 use flotilla_store::KvStore;
@@ -13,6 +14,7 @@ use crate::error::ApiError;
 use crate::handler::{json_response, Api, Body};
 use crate::meta;
 use crate::negotiate::Accept;
+use crate::node_proxy::Stream;
 use crate::registry::{DeleteOptions, Part, Target, WriteOptions};
 use crate::request::Query;
 use crate::resources::Subresource;
@@ -147,24 +149,24 @@ pub async fn serve<S: KvStore>(
             registry.delete(&target, &options).await?;
             Ok(json_response(StatusCode::CREATED, &deleted_status(&target), accept.encoding))
         }
-        (
-            Subresource::Log
-            | Subresource::Exec
-            | Subresource::Attach
-            | Subresource::PortForward
-            | Subresource::Proxy,
-            _,
-        ) => {
+        (Subresource::Log, "get") => crate::node_proxy::log(api, &target, parts.uri.query()).await,
+        (Subresource::Exec, "get" | "create") => {
+            crate::node_proxy::stream(api, parts, &target, Stream::Exec).await
+        }
+        (Subresource::Attach, "get" | "create") => {
+            crate::node_proxy::stream(api, parts, &target, Stream::Attach).await
+        }
+        (Subresource::PortForward, "get" | "create") => {
+            crate::node_proxy::stream(api, parts, &target, Stream::PortForward).await
+        }
+        (Subresource::Proxy, _) => {
             let stored = registry.get(&target, true).await?;
             let node =
                 stored.object.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
             Err(ApiError::Unavailable(if node.is_empty() {
                 format!("pod {} is not scheduled to a node yet", target.name)
             } else {
-                format!(
-                    "the agent of node {node} is not reachable: pod {} cannot be reached",
-                    sub.name()
-                )
+                format!("the agent of node {node} does not proxy to pods yet")
             }))
         }
         _ => Err(ApiError::MethodNotAllowed),

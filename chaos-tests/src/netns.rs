@@ -37,6 +37,16 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long masters get to stop after SIGTERM before they are killed. Masters stopped while a
 /// peer is cut off have been seen not to exit on SIGTERM at all, so this is a real bound.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// The names and address in-cluster clients reach the API by (the `kubernetes` Service on the
+/// first address of the masters' default service range, 10.96.0.0/12), which every master's
+/// serving certificate is valid for, as `flotilla up` issues them.
+const IN_CLUSTER_API_HOSTS: [&str; 5] = [
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+    "10.96.0.1",
+];
 const NAMESPACE_PREFIX: &str = "flotilla-chaos-";
 const BRIDGE_PREFIX: &str = "flbr";
 const VETH_PREFIX: &str = "flve";
@@ -121,7 +131,9 @@ impl NetnsCluster {
         for member in &members {
             std::fs::create_dir_all(&member.dir)?;
             let address = member.address.to_string();
-            let cert = pki.issue_master(&member.name, &[&address, "127.0.0.1", "localhost"])?;
+            let mut hosts = vec![address.as_str(), "127.0.0.1", "localhost"];
+            hosts.extend(IN_CLUSTER_API_HOSTS);
+            let cert = pki.issue_master(&member.name, &hosts)?;
             let log = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)

@@ -67,8 +67,29 @@ pub async fn run_with<Parent, State, F, E>(
     F: Future<Output = Result<Action, E>> + Send + 'static,
     E: std::error::Error + Send + 'static,
 {
-    let name = manager;
     let parents: Api<Parent> = Api::all(client.clone());
+    let scope = (parents, watcher::Config::default());
+    run_scoped(client, term, manager, scope, reconcile, owns, state).await;
+}
+
+/// As [`run_with`], for only the parents `scope` watches (an API, e.g. one namespace's, and a
+/// watch configuration, e.g. a field selector naming one object).
+pub async fn run_scoped<Parent, State, F, E>(
+    client: kube::Client,
+    term: CancellationToken,
+    manager: &'static str,
+    scope: (Api<Parent>, watcher::Config),
+    reconcile: fn(Arc<Parent>, Arc<Context<State>>) -> F,
+    owns: impl FnOnce(Controller<Parent>) -> Controller<Parent>,
+    state: State,
+) where
+    Parent: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    State: Send + Sync + 'static,
+    F: Future<Output = Result<Action, E>> + Send + 'static,
+    E: std::error::Error + Send + 'static,
+{
+    let name = manager;
+    let (parents, config) = scope;
     let recorder = Recorder::new(client.clone(), manager);
     let context = Arc::new(Context { client, recorder, manager, state });
     let stop = term.clone();
@@ -76,7 +97,7 @@ pub async fn run_with<Parent, State, F, E>(
         tracing::debug!(controller = name, error = %error, "reconcile will be retried");
         Action::requeue(RETRY)
     };
-    owns(Controller::new(parents, watcher::Config::default()))
+    owns(Controller::new(parents, config))
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {

@@ -16,6 +16,7 @@ pub mod events;
 mod gc;
 mod history;
 mod job;
+mod kubernetes_service;
 mod lease;
 mod nodes;
 mod objects;
@@ -35,6 +36,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use kubernetes_service::ApiServers;
 pub use lease::{LeaseConfig, LEASE_NAME};
 pub use nodes::lifecycle::{AgentLiveness, Liveness};
 
@@ -55,6 +57,10 @@ pub struct ControlConfig {
     /// an agent declared down makes its node unreachable at once; a node whose agent is not in
     /// the membership at all becomes unreachable only after the first minute of leadership.
     pub liveness: tokio::sync::watch::Receiver<Liveness>,
+    /// The API addresses of the masters alive in this master's gossip membership (this one
+    /// included), kept current by the membership. While this master leads, they are published
+    /// as the endpoints of the `default/kubernetes` Service.
+    pub api_servers: tokio::sync::watch::Receiver<ApiServers>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,9 +84,11 @@ impl ControlPlane {
         let elector = lease::Elector::new(client.clone(), config.identity.clone(), config.lease);
         let controllers = Arc::new(client);
         let liveness = config.liveness;
+        let api_servers = config.api_servers;
         tasks.spawn(elector.lead(shutdown.clone(), move |term| {
             let client = (*controllers).clone();
             let liveness = liveness.clone();
+            let api_servers = api_servers.clone();
             async move {
                 // Pods and nodes are watched once for the controllers that need them.
                 let pods = controller::shared::<Pod>(client.clone(), term.clone(), 6);
@@ -108,6 +116,7 @@ impl ControlPlane {
                     endpoints::run(client.clone(), term.clone(), endpoints, node_cache.clone()),
                     volumes::run(client.clone(), term.clone(), node_cache.clone(), volume_nodes),
                     serviceaccounts::run(client.clone(), term.clone()),
+                    kubernetes_service::run(client.clone(), term.clone(), api_servers),
                     nodes::run(client.clone(), term.clone(), node_cache.clone()),
                     nodes::lifecycle::run(
                         client.clone(),

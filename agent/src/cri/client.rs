@@ -26,7 +26,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tower::service_fn;
 use tracing::debug;
 
-use super::{CriError, ExecOutput, Runtime, RuntimeVersion};
+use super::{CriError, ExecOutput, Runtime, RuntimeVersion, StreamRequest};
 
 /// The CRI API version this client speaks, sent in `Version` requests.
 const CRI_API_VERSION: &str = "v1";
@@ -366,6 +366,25 @@ impl Runtime for CriRuntime {
             stderr: response.stderr,
             exit_code: response.exit_code,
         })
+    }
+
+    async fn stream_url(&self, session: StreamRequest) -> Result<String, CriError> {
+        let mut client = self.runtime.clone();
+        let timeout = self.request_timeout;
+        let url = match session {
+            StreamRequest::Exec(message) => {
+                self.call("Exec", timeout, |t| client.exec(request(message, t))).await?.url
+            }
+            StreamRequest::Attach(message) => {
+                self.call("Attach", timeout, |t| client.attach(request(message, t))).await?.url
+            }
+            StreamRequest::PortForward(message) => {
+                self.call("PortForward", timeout, |t| client.port_forward(request(message, t)))
+                    .await?
+                    .url
+            }
+        };
+        Ok(url)
     }
 }
 

@@ -10,4 +10,4 @@ mod runtime;
 
 pub use client::{CriRuntime, CriRuntimeConfig};
 pub use error::CriError;
-pub use runtime::{ExecOutput, Runtime, RuntimeVersion};
+pub use runtime::{ExecOutput, Runtime, RuntimeVersion, StreamRequest};

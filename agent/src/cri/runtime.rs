@@ -9,8 +9,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use k8s_cri::v1::{
-    Container, ContainerConfig, ContainerFilter, ContainerStatus, Image, PodSandbox,
-    PodSandboxConfig, PodSandboxFilter, PodSandboxStatus, RuntimeStatus,
+    AttachRequest, Container, ContainerConfig, ContainerFilter, ContainerStatus, ExecRequest,
+    Image, PodSandbox, PodSandboxConfig, PodSandboxFilter, PodSandboxStatus, PortForwardRequest,
+    RuntimeStatus,
 };
 
 use super::CriError;
@@ -32,6 +33,14 @@ pub struct ExecOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub exit_code: i32,
+}
+
+/// A streaming session to open in the runtime (kubelet's `exec`, `attach`, `port-forward`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamRequest {
+    Exec(ExecRequest),
+    Attach(AttachRequest),
+    PortForward(PortForwardRequest),
 }
 
 /// A container runtime reached through the CRI v1 contract.
@@ -144,4 +153,11 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         command: Vec<String>,
         timeout: Duration,
     ) -> impl Future<Output = Result<ExecOutput, CriError>> + Send;
+
+    /// Opens a streaming session and returns the URL of the runtime's streaming server that
+    /// serves it, once, to the first client that connects (kubelet relays it there).
+    fn stream_url(
+        &self,
+        request: StreamRequest,
+    ) -> impl Future<Output = Result<String, CriError>> + Send;
 }

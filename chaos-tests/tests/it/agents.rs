@@ -3,7 +3,9 @@
 //! becomes Ready once its runtime and pod network are; a Deployment's pods run with IPs from
 //! their node's pod CIDR once their HTTP readiness probes pass; a pod on one node reaches a pod
 //! on the other; a ConfigMap change reaches a mounted file; a failing liveness probe restarts
-//! its container; a crashing container and a missing image show the reasons kubectl users know; an agent killed while a master is
+//! its container; a crashing container and a missing image show the reasons kubectl users know;
+//! `kubectl logs`, `exec` (`-i`, `-it`), `cp` and `port-forward` reach containers through
+//! their agent; an agent killed while a master is
 //! down comes back through another master and keeps its pods, none duplicated; an agent
 //! killed for good is found dead through gossip within 3 s and its pods run on the other node
 //! within 10 s, and when it comes back it rejoins without duplicating them; and deleting the
@@ -135,7 +137,7 @@ kind: Pod
 metadata: {name: crash}
 spec:
   containers:
-  - {name: main, image: flotilla.local/busybox:1, command: [sh, -c, 'exit 1']}
+  - {name: main, image: flotilla.local/busybox:1, command: [sh, -c, 'echo crashing; exit 1']}
 ---
 apiVersion: v1
 kind: Pod
@@ -144,6 +146,124 @@ spec:
   containers:
   - {name: main, image: 'flotilla.local/absent:1'}
 ";
+
+/// A pod that prints to both streams, then a line a second.
+const TALKER: &str = "
+apiVersion: v1
+kind: Pod
+metadata: {name: talker}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: flotilla.local/busybox:1
+    command: [sh, -c, 'echo one; sleep 1; echo two >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done']
+";
+
+/// `kubectl logs` through the masters and the pod's agent: the whole log, `--tail`, `-f`,
+/// `--previous`, and kubelet's errors for containers without a log.
+async fn logs_are_read_through_the_agent(cluster: &Cluster, s: &str) -> anyhow::Result<()> {
+    stdout_of(&cluster.kubectl_input(&[s, "apply", "-f", "-"], TALKER)?)?;
+    stdout_of(&cluster.kubectl(&[
+        s,
+        "wait",
+        "--for=condition=Ready",
+        "pod/talker",
+        "--timeout=60s",
+    ])?)?;
+    wait_until(Duration::from_secs(10), "two ticks", || async {
+        cluster.kubectl_output(&[s, "logs", "talker"]).contains("tick 2\n")
+    })
+    .await?;
+    let all = stdout_of(&cluster.kubectl(&[s, "logs", "talker"])?)?;
+    // Each stream keeps its order; the two streams interleave as the runtime read them.
+    let ticks: Vec<&str> = all.lines().filter(|l| l.starts_with("tick")).take(2).collect();
+    assert!(all.starts_with("one\n") && all.contains("two\n"), "{all}");
+    assert_eq!(ticks, ["tick 1", "tick 2"], "{all}");
+    let tail = stdout_of(&cluster.kubectl(&[s, "logs", "talker", "--tail=1"])?)?;
+    assert!(tail.starts_with("tick ") && tail.lines().count() == 1, "{tail}");
+    let stamped =
+        stdout_of(&cluster.kubectl(&[s, "logs", "talker", "--timestamps", "--limit-bytes=40"])?)?;
+    assert!(stamped.len() == 40 && stamped.contains("Z one"), "{stamped}");
+    // -f streams new lines as they are written, until the reader stops.
+    let followed = cluster
+        .kubectl_command(&[s, "logs", "-f", "talker", "--tail=0", "--request-timeout=0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(followed.id() as i32), Signal::SIGTERM)?;
+    // Stopped by the signal, so its output is read whatever its exit status.
+    let followed = String::from_utf8_lossy(&followed.wait_with_output()?.stdout).into_owned();
+    assert!(followed.lines().filter(|l| l.starts_with("tick ")).count() >= 2, "{followed:?}");
+    assert!(!followed.contains("one"), "--tail=0 starts at the end: {followed:?}");
+    let previous = stdout_of(&cluster.kubectl(&[s, "logs", "crash", "--previous"])?)?;
+    assert_eq!(previous, "crashing\n");
+    let refused = |args: &[&str]| -> anyhow::Result<String> {
+        let output = cluster.kubectl(&[&[s, "logs"], args].concat())?;
+        assert!(!output.status.success(), "{args:?}");
+        Ok(String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let error = refused(&["missing"])?;
+    assert!(error.contains("Error from server (BadRequest): container \"main\" in pod \"missing\" is waiting to start"), "{error}");
+    let error = refused(&["talker", "-c", "nope"])?;
+    assert!(error.contains("container nope is not valid for pod talker"), "{error}");
+    let error = refused(&["talker", "--previous"])?;
+    assert!(
+        error.contains("previous terminated container \"main\" in pod \"talker\" not found"),
+        "{error}"
+    );
+    stdout_of(&cluster.kubectl(&[s, "delete", "pod", "talker", "--wait=false"])?)?;
+    Ok(())
+}
+
+/// `kubectl exec` (plain, `-i` with stdin to its end, `-it` through a terminal, exit codes),
+/// `cp` both ways and `port-forward` to the `page` pod, through the masters and its agent.
+async fn streams_reach_the_pod_through_its_agent(cluster: &Cluster, s: &str) -> anyhow::Result<()> {
+    let listing = stdout_of(&cluster.kubectl(&[s, "exec", "page", "--", "ls", "/var/www"])?)?;
+    assert_eq!(listing, "index.html\n");
+    let output = cluster.kubectl(&[s, "exec", "page", "--", "sh", "-c", "exit 3"])?;
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    let echoed = stdout_of(
+        &cluster.kubectl_input(&[s, "exec", "-i", "page", "--", "wc", "-c"], "twelve bytes")?,
+    )?;
+    assert_eq!(echoed.trim(), "12", "stdin reaches the command and ends");
+    // -it needs a terminal on kubectl's side: script(1) gives it one.
+    let server = s.trim_start_matches("--server=");
+    let mut terminal = Command::new("script")
+        .args(["-qec", &format!("kubectl --server={server} exec -it page -- sh"), "/dev/null"])
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = terminal.stdin.take() {
+        std::io::Write::write_all(&mut stdin, b"echo $((6*7))\nexit 0\n")?;
+    }
+    let session = stdout_of(&terminal.wait_with_output()?)?;
+    assert!(session.contains("42"), "{session:?}");
+    let local = std::env::temp_dir().join(format!("flotilla-cp-{}", std::process::id()));
+    std::fs::write(&local, "copied\n")?;
+    let local_path = local.display().to_string();
+    stdout_of(&cluster.kubectl(&[s, "cp", &local_path, "page:/tmp/copied"])?)?;
+    let copied = stdout_of(&cluster.kubectl(&[s, "exec", "page", "--", "cat", "/tmp/copied"])?)?;
+    assert_eq!(copied, "copied\n");
+    std::fs::remove_file(&local)?;
+    stdout_of(&cluster.kubectl(&[s, "cp", "page:/tmp/copied", &local_path])?)?;
+    assert_eq!(std::fs::read_to_string(&local)?, "copied\n");
+    std::fs::remove_file(&local)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut forward = cluster
+        .kubectl_command(&[s, "port-forward", "pod/page", &format!("{port}:8080")])
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let url = format!("http://127.0.0.1:{port}/");
+    let forwarded = wait_until(Duration::from_secs(15), "the forwarded page", || async {
+        fetch(&url).await == "second"
+    })
+    .await;
+    forward.kill()?;
+    forward.wait()?;
+    forwarded
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_run_pods_and_survive_a_master_loss() -> anyhow::Result<()> {
@@ -231,6 +351,9 @@ async fn agents_run_pods_and_survive_a_master_loss() -> anyhow::Result<()> {
     .await?;
     eprintln!("{}", get(&cluster, s, &["get", "pods", "crash", "missing"]));
 
+    eprintln!("--- kubectl logs: whole, --tail, --timestamps, -f, --previous, and refusals");
+    logs_are_read_through_the_agent(&cluster, s).await?;
+
     eprintln!("--- a ConfigMap change reaches the mounted file; a failing liveness probe restarts");
     stdout_of(&cluster.kubectl_input(&[s, "apply", "-f", "-"], PAGE_AND_UNHEALTHY)?)?;
     stdout_of(&cluster.kubectl(&[
@@ -255,6 +378,8 @@ async fn agents_run_pods_and_survive_a_master_loss() -> anyhow::Result<()> {
         fetch(&url).await == "second"
     })
     .await?;
+    eprintln!("--- kubectl exec, exec -i, exec -it, cp and port-forward through the agent");
+    streams_reach_the_pod_through_its_agent(&cluster, s).await?;
     wait_until(Duration::from_secs(60), "a liveness restart", || async {
         let restarts = get(
             &cluster,

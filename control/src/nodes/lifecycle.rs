@@ -23,6 +23,12 @@
 //! Every write is conditional on the resourceVersion (or uid) it was planned from, so a plan made
 //! from a stale cache fails instead of overwriting something newer, and is made again.
 //!
+//! Before planning, every reconcile surveys the zones of all nodes ([`zones`]): a master cut off
+//! from the network sees every agent down, so when every zone is fully disrupted nothing is
+//! evicted, and a zone in partial disruption evicts slowly or not at all. Step 4 is then limited
+//! to what the node's zone allows; steps 1 to 3 are not. When a zone's state changes, its
+//! nodes are reconciled again, so evictions held back resume as soon as it is allowed.
+//!
 //! Flotilla's API server admits every pod with Kubernetes' default tolerations of the
 //! `not-ready` and `unreachable` `NoExecute` taints (the DefaultTolerationSeconds admission),
 //! but for 3 s instead of 300 s: an agent restarting within a few seconds keeps its pods, and
@@ -34,11 +40,13 @@ mod eviction;
 mod plan;
 #[cfg(test)]
 mod tests;
+mod zones;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
@@ -53,6 +61,7 @@ use tokio_util::sync::CancellationToken;
 use crate::controller::{self, conflict, delete_if_uid, not_found, soon, Context};
 use crate::events::EventType;
 use plan::{PodRef, Verdict};
+use zones::{Pace, Transition, Zones};
 
 /// What this master's gossip member knows of one node's agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,23 +86,28 @@ pub enum ReconcileError {
     Poisoned,
 }
 
-/// What reconciles share: the membership's view, the caches, when this term began, and what
-/// the controller remembers between reconciles.
+/// What reconciles share: the membership's view, the caches, when this term began, what the
+/// controller remembers between reconciles, and where to ask for nodes to be reconciled again.
 pub struct State {
     liveness: watch::Receiver<Liveness>,
     pods: Store<Pod>,
     nodes: Store<Node>,
     led_since: tokio::time::Instant,
     memory: Mutex<Memory>,
+    requeue: mpsc::UnboundedSender<ObjectRef<Node>>,
 }
 
-/// What the controller remembers between reconciles, per node.
+/// What the controller remembers between reconciles.
 #[derive(Default)]
 struct Memory {
     /// When each pod (by uid) was first seen under its node's `NoExecute` taints.
     first_seen: HashMap<String, BTreeMap<String, Timestamp>>,
     /// The nodes last judged unreachable, to log when they come back.
     unreachable: BTreeSet<String>,
+    /// The zones as last surveyed, to log and act on their changes.
+    zones: Zones,
+    /// When each zone evicting at a limited pace may evict again.
+    next_eviction: BTreeMap<String, Timestamp>,
 }
 
 /// Runs the controller until `term` is cancelled. `pods` and `pod_changes` are the master's
@@ -107,9 +121,11 @@ pub async fn run(
     nodes: Store<Node>,
 ) {
     let changes = liveness_changes(liveness.clone());
+    let (requeue, requeued) = mpsc::unbounded();
     let triggers = move |c: Controller<Node>| {
         c.watches_shared_stream(pod_changes, |pod: Arc<Pod>| node_of(&pod).map(ObjectRef::new))
             .reconcile_on(changes)
+            .reconcile_on(requeued)
     };
     let state = State {
         liveness,
@@ -117,6 +133,7 @@ pub async fn run(
         nodes,
         led_since: tokio::time::Instant::now(),
         memory: Mutex::default(),
+        requeue,
     };
     controller::run_with(client, term, MANAGER, reconcile, triggers, state).await;
 }
@@ -146,8 +163,9 @@ async fn reconcile(
     context: Arc<Context<State>>,
 ) -> Result<Action, ReconcileError> {
     let state = &context.state;
-    if state.pods.wait_until_ready().await.is_err() {
-        // The pod watch ended with the term.
+    if state.pods.wait_until_ready().await.is_err() || state.nodes.wait_until_ready().await.is_err()
+    {
+        // The pod or node watch ended with the term.
         return Ok(Action::await_change());
     }
     let name = node.name_any();
@@ -156,11 +174,29 @@ async fn reconcile(
         SignedDuration::try_from(state.led_since.elapsed()).unwrap_or(SignedDuration::MAX);
     let pods = state.pods.state_filter(|pod| node_of(pod) == Some(name.as_str()));
     let bound: Vec<&Pod> = pods.iter().map(|pod| &**pod).collect();
+    let zone = zones::zone_of(&node).to_owned();
     let now = Timestamp::now();
-    let (plan, came_back) = {
+    let all_nodes = state.nodes.state();
+    let (plan, came_back, transitions, requeue) = {
         let mut memory = state.memory.lock().map_err(|_| ReconcileError::Poisoned)?;
+        // Surveyed under the lock, so surveys replace one another in the order they were made.
+        let surveyed = {
+            let liveness = state.liveness.borrow();
+            Zones::survey(all_nodes.iter().map(|node| &**node), &liveness, led_for)
+        };
+        let transitions = zones::transitions(&memory.zones, &surveyed);
+        let requeue = zones::paces_changed(&memory.zones, &surveyed);
+        let pace = surveyed.pace(&zone);
+        memory.next_eviction.retain(|zone, _| surveyed.pace(zone) == Pace::Limited);
+        memory.zones = surveyed;
+        let allowance = zones::allowance(pace, memory.next_eviction.get(&zone).copied(), now);
+
         let first_seen = memory.first_seen.remove(&name).unwrap_or_default();
-        let plan = plan::plan(&node, liveness, led_for, &bound, &first_seen, now);
+        let plan = plan::plan(&node, liveness, led_for, &bound, &first_seen, allowance, now);
+        if pace == Pace::Limited && plan.evictions.iter().any(|e| e.by_condition_taint) {
+            let next = now + zones::PARTIAL_DISRUPTION_EVICTION_INTERVAL;
+            memory.next_eviction.insert(zone.clone(), next);
+        }
         // Forget the nodes that are gone.
         let known =
             |other: &String| *other == name || state.nodes.get(&ObjectRef::new(other)).is_some();
@@ -177,10 +213,27 @@ async fn reconcile(
             }
             Verdict::Unjudged => false,
         };
-        (plan, came_back)
+        (plan, came_back, transitions, requeue)
     };
+    log_transitions(&transitions);
+    if !requeue.is_empty() {
+        // The zones' paces changed: their other nodes may evict now, or must stop.
+        let others = all_nodes
+            .iter()
+            .filter(|other| requeue.contains(zones::zone_of(other)))
+            .map(|other| other.name_any())
+            .filter(|other| *other != name);
+        for other in others {
+            // The controller stops reading only when its term ends: nothing to requeue then.
+            let _ = state.requeue.unbounded_send(ObjectRef::new(&other));
+        }
+    }
     if came_back {
         tracing::info!(node = %name, "node reachable again");
+    }
+    if plan.held > 0 {
+        let pods = plan.held;
+        tracing::debug!(node = %name, zone = %zone, pods, "evictions held back by the zone's state");
     }
 
     let nodes: Api<Node> = Api::all(context.client.clone());
@@ -244,6 +297,26 @@ async fn reconcile(
     }
     let recheck = plan.recheck_after.and_then(|after| Duration::try_from(after).ok());
     Ok(recheck.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Warns of zones changing state, as Kubernetes logs it.
+fn log_transitions(transitions: &[Transition]) {
+    for transition in transitions {
+        match transition {
+            Transition::EnteredMasterDisruption => tracing::warn!(
+                "controller detected that all nodes are not-ready, entering master disruption mode"
+            ),
+            Transition::ExitedMasterDisruption => tracing::warn!(
+                "controller detected that some nodes are ready, exiting master disruption mode"
+            ),
+            Transition::Zone { zone, was, state } => tracing::warn!(
+                zone = %zone,
+                was = %was.map_or_else(|| "unseen".to_owned(), |was| was.to_string()),
+                state = %state,
+                "controller detected that zone is now in new state"
+            ),
+        }
+    }
 }
 
 /// Writes a pod's status conditions, conditional on the resourceVersion they were planned from.

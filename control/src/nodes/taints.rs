@@ -22,6 +22,12 @@ pub fn ready_status(node: &Node) -> Option<&str> {
     conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.status.as_str())
 }
 
+/// Whether `taint` is one of the taints this module sets from the Ready condition.
+pub fn is_condition_taint(taint: &Taint) -> bool {
+    (taint.key == NOT_READY || taint.key == UNREACHABLE)
+        && (taint.effect == NO_SCHEDULE || taint.effect == NO_EXECUTE)
+}
+
 /// The taints `current` should become for a node whose Ready condition has status `ready`
 /// (`None`: no Ready condition), or `None` when they are right already. Other taints are kept
 /// as they are and where they are; a condition taint already present is kept (with its
@@ -47,10 +53,6 @@ pub fn with_condition_taints(
         .collect();
     let is_wanted =
         |t: &Taint| wanted.iter().any(|(key, effect)| t.key == *key && t.effect == *effect);
-    let is_condition_taint = |t: &Taint| {
-        (t.key == NOT_READY || t.key == UNREACHABLE)
-            && (t.effect == NO_SCHEDULE || t.effect == NO_EXECUTE)
-    };
     let mut next: Vec<Taint> =
         current.iter().filter(|t| !is_condition_taint(t) || is_wanted(t)).cloned().collect();
     for (key, effect) in wanted {

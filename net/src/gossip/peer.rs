@@ -51,6 +51,9 @@ impl foca::Identity for Peer {
 pub struct MemberState {
     pub role: Role,
     pub generation: u64,
+    /// Where the member receives gossip datagrams: for a master, its API server's advertised
+    /// address and port (it gossips beside the API).
+    pub addr: SocketAddr,
     /// False once the members agree it is down (it stopped answering probes, directly and
     /// through others, for the suspicion time).
     pub alive: bool,
@@ -71,6 +74,7 @@ pub fn view<'a>(members: impl Iterator<Item = &'a Member<Peer>>, own: &Peer) -> 
         let state = MemberState {
             role: peer.role,
             generation: peer.generation,
+            addr: peer.addr,
             alive: member.state() != State::Down,
         };
         view.entry(peer.name.clone())
@@ -164,9 +168,14 @@ mod tests {
             Member::new(own.clone(), Incarnation::default(), State::Alive),
         ];
         let view = view(members.iter(), &own);
-        let summary: Vec<(&str, u64, bool)> =
-            view.iter().map(|(name, s)| (name.as_str(), s.generation, s.alive)).collect();
-        assert_eq!(summary, [("node-1", 9, true), ("node-2", 3, true), ("node-3", 3, false)]);
+        let summary: Vec<(&str, u64, u16, bool)> = view
+            .iter()
+            .map(|(name, s)| (name.as_str(), s.generation, s.addr.port(), s.alive))
+            .collect();
+        assert_eq!(
+            summary,
+            [("node-1", 9, 7947, true), ("node-2", 3, 7948, true), ("node-3", 3, 7949, false)]
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! [`plan`] takes the Node, what the gossip membership says of its agent, how long this
 //! controller has led, the pods bound to the node, when each was first seen under `NoExecute`
-//! taints, and the time. It returns a [`Plan`]: the node's conditions and taints to write, the
-//! pods to mark not Ready, the pods to evict now, and when to look again.
+//! taints, what its zone allows the taint manager to evict (see [`super::zones`]), and the time.
+//! It returns a [`Plan`]: the node's conditions and taints to write, the pods to mark not Ready,
+//! the pods to evict now, and when to look again.
 //!
 //! Invariants:
 //! - Nothing is written unless it changes: a healthy, idle cluster gets an empty plan.
@@ -12,6 +13,9 @@
 //!   conditions are written, so one reconcile marks a node unreachable and taints it.
 //! - Evictions are decided from the taints the node will have once the planned taints are
 //!   written.
+//! - The [`Allowance`] limits only evictions due to the condition taints (`not-ready`,
+//!   `unreachable`): a pod that does not tolerate another `NoExecute` taint is evicted anyway,
+//!   and a pod held back is still marked not Ready.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -72,6 +76,36 @@ pub struct PodConditions {
 pub struct Eviction {
     pub pod: PodRef,
     pub conditions: Option<Vec<PodCondition>>,
+    /// Whether the eviction is due to the node's condition taints alone, and so counted
+    /// against its zone's [`Allowance`].
+    pub by_condition_taint: bool,
+}
+
+/// How many pods the taint manager may evict now for the node's condition taints, as its zone's
+/// state allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// At most this many; `None`: no limit.
+    pub evictions: Option<usize>,
+    /// When to look again at pods held back by the limit.
+    pub retry_after: Option<SignedDuration>,
+}
+
+impl Allowance {
+    /// No limit: a zone in a normal state.
+    pub const UNLIMITED: Allowance = Allowance { evictions: None, retry_after: None };
+
+    /// Takes one eviction from the allowance; false when none is left.
+    fn take(&mut self) -> bool {
+        match &mut self.evictions {
+            None => true,
+            Some(0) => false,
+            Some(left) => {
+                *left -= 1;
+                true
+            }
+        }
+    }
 }
 
 /// What to do for one Node, in the order to do it.
@@ -90,6 +124,9 @@ pub struct Plan {
     /// Pods evicted now because they do not tolerate the node's `NoExecute` taints, or no
     /// longer: their `tolerationSeconds` ran out.
     pub evictions: Vec<Eviction>,
+    /// How many pods due for eviction for the condition taints were held back because the
+    /// allowance ran out (they are marked not Ready instead, when the node is unreachable).
+    pub held: usize,
     /// When each pod on the node (by uid) was first seen under `NoExecute` taints: keep it for
     /// the next plan of this node.
     pub first_seen: BTreeMap<String, Timestamp>,
@@ -109,13 +146,14 @@ pub fn verdict(liveness: Option<AgentLiveness>, led_for: SignedDuration) -> Verd
 }
 
 /// Plans for `node`. `pods` are the pods bound to it (`spec.nodeName`); `first_seen` is the
-/// previous plan's [`Plan::first_seen`] for this node.
+/// previous plan's [`Plan::first_seen`] for this node; `allowance` is what its zone allows.
 pub fn plan(
     node: &Node,
     liveness: Option<AgentLiveness>,
     led_for: SignedDuration,
     pods: &[&Pod],
     first_seen: &BTreeMap<String, Timestamp>,
+    mut allowance: Allowance,
     now: Timestamp,
 ) -> Plan {
     let verdict = verdict(liveness, led_for);
@@ -137,9 +175,12 @@ pub fn plan(
         .iter()
         .filter(|t| t.effect == NO_EXECUTE)
         .collect();
+    let other_no_execute: Vec<&Taint> =
+        no_execute.iter().copied().filter(|t| !taints::is_condition_taint(t)).collect();
 
     let mut not_ready = Vec::new();
     let mut evictions = Vec::new();
+    let mut held = 0;
     let mut seen_now = BTreeMap::new();
     let mut recheck_after = match verdict {
         Verdict::Unjudged => Some(STARTUP_GRACE - led_for),
@@ -151,37 +192,63 @@ pub fn plan(
         if verdict == Verdict::Unreachable && !eviction::is_terminal(pod) {
             changed |= eviction::mark_not_ready(&mut pod_conditions, now);
         }
-        let tolerated = if no_execute.is_empty() {
-            Tolerated::Forever
+        let (evict_at, other_evict_at) = if no_execute.is_empty() {
+            (None, None)
         } else {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             let seen = first_seen.get(&uid).copied().unwrap_or(now);
             seen_now.insert(uid, seen);
-            eviction::tolerated(&no_execute, pod, seen)
+            (
+                eviction_time(eviction::tolerated(&no_execute, pod, seen), now),
+                eviction_time(eviction::tolerated(&other_no_execute, pod, seen), now),
+            )
         };
-        let evict_at = match tolerated {
-            Tolerated::Forever => None,
-            Tolerated::Not => Some(now),
-            Tolerated::Until(deadline) => Some(deadline),
+        let mut look_again = |after: Option<SignedDuration>| {
+            if let Some(after) = after {
+                recheck_after = Some(recheck_after.map_or(after, |r| r.min(after)));
+            }
         };
         match evict_at {
             Some(deadline) if deadline <= now => {
-                changed |= eviction::mark_disruption_target(&mut pod_conditions, now);
-                let conditions = if changed { pod_conditions } else { None };
-                evictions.push(Eviction { pod: pod_ref(pod), conditions });
-                continue;
+                let by_condition_taint = other_evict_at.is_none_or(|other| other > now);
+                if !by_condition_taint || allowance.take() {
+                    changed |= eviction::mark_disruption_target(&mut pod_conditions, now);
+                    let conditions = if changed { pod_conditions } else { None };
+                    evictions.push(Eviction { pod: pod_ref(pod), conditions, by_condition_taint });
+                    continue;
+                }
+                // Held back by the zone: look again when it may evict, or when another
+                // taint's toleration runs out.
+                held += 1;
+                look_again(allowance.retry_after);
+                look_again(other_evict_at.map(|other| other.duration_since(now)));
             }
-            Some(deadline) => {
-                let after = deadline.duration_since(now);
-                recheck_after = Some(recheck_after.map_or(after, |r| r.min(after)));
-            }
+            Some(deadline) => look_again(Some(deadline.duration_since(now))),
             None => {}
         }
         if let (true, Some(conditions)) = (changed, pod_conditions) {
             not_ready.push(PodConditions { pod: pod_ref(pod), conditions });
         }
     }
-    Plan { verdict, conditions, taints, not_ready, evictions, first_seen: seen_now, recheck_after }
+    Plan {
+        verdict,
+        conditions,
+        taints,
+        not_ready,
+        evictions,
+        held,
+        first_seen: seen_now,
+        recheck_after,
+    }
+}
+
+/// When a pod that tolerates its node's taints `tolerated` is to be evicted (`None`: never).
+fn eviction_time(tolerated: Tolerated, now: Timestamp) -> Option<Timestamp> {
+    match tolerated {
+        Tolerated::Forever => None,
+        Tolerated::Not => Some(now),
+        Tolerated::Until(deadline) => Some(deadline),
+    }
 }
 
 /// The node's conditions once it is judged unreachable, or `None` when they are so already:

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, PodCondition, Taint};
 use serde_json::{json, Value};
 
 use super::eviction::{DISRUPTION_MESSAGE, DISRUPTION_REASON, DISRUPTION_TARGET};
-use super::plan::{changed_nodes, plan, reason, verdict, Plan, Verdict, STARTUP_GRACE};
+use super::plan::{changed_nodes, plan, reason, verdict, Allowance, Plan, Verdict, STARTUP_GRACE};
 use super::{AgentLiveness, Liveness};
 
 const CREATED: &str = "2025-01-01T00:00:00Z";
@@ -77,7 +77,7 @@ fn statuses(conditions: &[NodeCondition]) -> Vec<String> {
 }
 
 fn plan_for(node: &Node, liveness: Option<AgentLiveness>, led_for: SignedDuration) -> Plan {
-    plan(node, liveness, led_for, &[], &BTreeMap::new(), now())
+    plan(node, liveness, led_for, &[], &BTreeMap::new(), Allowance::UNLIMITED, now())
 }
 
 #[test]
@@ -589,7 +589,15 @@ fn the_taint_manager_evicts_pods_that_do_not_tolerate_the_taints() {
     for case in cases {
         let seen: BTreeMap<String, Timestamp> =
             case.first_seen.map(|s| ("p-uid".to_string(), now() - secs(s))).into_iter().collect();
-        let plan = plan(&case.node, case.liveness, secs(5), &[&case.pod], &seen, now());
+        let plan = plan(
+            &case.node,
+            case.liveness,
+            secs(5),
+            &[&case.pod],
+            &seen,
+            Allowance::UNLIMITED,
+            now(),
+        );
         assert_eq!(fate(&plan, "p"), case.fate, "{}", case.name);
         assert_eq!(plan.recheck_after, case.recheck, "{}: recheck", case.name);
     }
@@ -614,7 +622,7 @@ fn evicted_and_marked_pods_get_their_conditions_in_one_write() {
     ];
     let bound: Vec<&Pod> = pods.iter().collect();
     let node = node_with("True", json!([]));
-    let plan = plan(&node, DOWN, secs(5), &bound, &BTreeMap::new(), now());
+    let plan = plan(&node, DOWN, secs(5), &bound, &BTreeMap::new(), Allowance::UNLIMITED, now());
 
     let [plain, disrupted] = plan.evictions.as_slice() else { panic!("{:?}", plan.evictions) };
     assert_eq!((plain.pod.name.as_str(), plain.pod.uid.as_deref()), ("plain", Some("plain-uid")));
@@ -654,11 +662,12 @@ fn first_sightings_are_kept_while_the_taints_last_and_dropped_after() {
     let earlier = now() - secs(100);
     let seen = BTreeMap::from([("p-uid".to_string(), earlier), ("gone-uid".to_string(), earlier)]);
     let tainted = node_with("True", json!([{"key": "gpu", "effect": "NoExecute"}]));
-    let plan_tainted = plan(&tainted, ALIVE, secs(5), &[&pod], &seen, now());
+    let plan_tainted = plan(&tainted, ALIVE, secs(5), &[&pod], &seen, Allowance::UNLIMITED, now());
     assert_eq!(plan_tainted.first_seen, BTreeMap::from([("p-uid".to_string(), earlier)]));
     assert_eq!(plan_tainted.recheck_after, Some(secs(200)));
 
-    let plan_clear = plan(&node_with("True", json!([])), ALIVE, secs(5), &[&pod], &seen, now());
+    let healthy = node_with("True", json!([]));
+    let plan_clear = plan(&healthy, ALIVE, secs(5), &[&pod], &seen, Allowance::UNLIMITED, now());
     assert!(plan_clear.first_seen.is_empty());
     assert_eq!(plan_clear.recheck_after, None);
 }

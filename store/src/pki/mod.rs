@@ -3,6 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+mod subject;
+mod tls;
+
+pub use subject::Subject;
+pub use tls::{ClientAuth, TlsError, TlsFiles};
+
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType,
@@ -80,15 +86,16 @@ impl ClusterPki {
 }
 
 impl ClusterPki {
-    /// Issues a node agent's client certificate: CN `system:node:<name>`, O `system:nodes`,
-    /// as kubelets are named; written as `<name>.crt` and `<name>.key`.
-    pub fn issue_agent(&self, name: &str) -> Result<CertFiles, PkiError> {
+    /// Issues a node agent's certificate: CN `system:node:<name>`, O `system:nodes`, as
+    /// kubelets are named, for client use towards the masters and server use on its own API
+    /// (valid for `hosts`, the node's addresses); written as `<name>.crt` and `<name>.key`.
+    pub fn issue_agent(&self, name: &str, hosts: &[&str]) -> Result<CertFiles, PkiError> {
         let common_name = format!("system:node:{name}");
         let request = CertRequest {
             common_name: &common_name,
             organizations: &["system:nodes"],
-            hosts: &[],
-            server: false,
+            hosts,
+            server: true,
             client: true,
         };
         self.authority.issue(&request, &self.dir, name)
