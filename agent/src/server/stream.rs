@@ -8,12 +8,13 @@
 //! Invariants:
 //! - Only a running container is exec'd into or attached to; only a ready sandbox is
 //!   forwarded to.
-//! - Only the headers that negotiate the upgrade are passed on.
+//! - The request's headers are passed on as they came (the master sends only those that
+//!   negotiate the upgrade), except its `Host` and body framing.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use http::{header, HeaderName, Request, Response, StatusCode};
+use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -26,17 +27,6 @@ use super::{status, Body, ContainerRef};
 use crate::cri::{Runtime, StreamRequest};
 use crate::pods::container::CONTAINER_NAME_LABEL;
 use crate::pods::sandbox::{POD_NAMESPACE_LABEL, POD_NAME_LABEL};
-
-/// The request headers that negotiate an upgrade, passed on to the runtime.
-const UPGRADE_HEADERS: [&str; 7] = [
-    "connection",
-    "upgrade",
-    "sec-websocket-key",
-    "sec-websocket-version",
-    "sec-websocket-protocol",
-    "sec-websocket-extensions",
-    "x-stream-protocol-version",
-];
 
 /// Which session a request opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,10 +195,9 @@ async fn relay(request: &mut Request<Incoming>, url: &str) -> Result<Response<Bo
     });
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut upstream = Request::builder().method(request.method()).uri(path);
-    for name in UPGRADE_HEADERS {
-        for value in request.headers().get_all(HeaderName::from_static(name)) {
-            upstream = upstream.header(name, value);
-        }
+    let framing = [header::HOST, header::CONTENT_LENGTH, header::TRANSFER_ENCODING];
+    for (name, value) in request.headers().iter().filter(|(name, _)| !framing.contains(name)) {
+        upstream = upstream.header(name, value);
     }
     let upstream = upstream
         .header(header::HOST, authority.as_str())
