@@ -32,7 +32,8 @@ use kube::ResourceExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::{self, already_exists, conflict, delete_if_uid, not_found, soon, Context};
+use crate::controller::{self, already_exists, conflict, soon, Context};
+use crate::endpoints::{delete_slices, replace_slices, write_endpoints};
 use plan::{NAME, NAMESPACE, SERVICE_NAME_LABEL};
 
 /// The API addresses (and ports) of the masters alive in the gossip membership, this one
@@ -105,28 +106,18 @@ async fn reconcile(
     }
     let post = context.post();
     if let Some(endpoints) = &plan.endpoints {
-        let written = match &existing {
-            Some(_) => endpoints_api.replace(NAME, &post, endpoints).await,
-            None => endpoints_api.create(&post, endpoints).await,
-        };
-        match written {
-            Ok(_) => {
-                let published: Vec<String> = plan::published(&servers)
-                    .iter()
-                    .flat_map(|(port, ips)| ips.iter().map(move |ip| format!("{ip}:{port}")))
-                    .collect();
-                let published = published.join(",");
-                tracing::info!(service = "default/kubernetes", %published, "published the api servers");
-            }
-            Err(err) if conflict(&err) || already_exists(&err) || not_found(&err) => {
-                return Ok(soon())
-            }
-            Err(err) => return Err(err),
+        let exists = existing.is_some();
+        if let Some(later) = write_endpoints(&endpoints_api, &post, exists, endpoints).await? {
+            return Ok(later);
         }
+        let published: Vec<String> = plan::published(&servers)
+            .iter()
+            .flat_map(|(port, ips)| ips.iter().map(move |ip| format!("{ip}:{port}")))
+            .collect();
+        let published = published.join(",");
+        tracing::info!(service = "default/kubernetes", %published, "published the api servers");
     }
-    for slice in &plan.delete {
-        delete_if_uid(&slice_api, &slice.name, slice.uid.clone(), None).await?;
-    }
+    delete_slices(&slice_api, &plan.delete).await?;
     for slice in &plan.create {
         match slice_api.create(&post, slice).await {
             Ok(_) => {}
@@ -134,12 +125,5 @@ async fn reconcile(
             Err(err) => return Err(err),
         }
     }
-    for slice in &plan.update {
-        match slice_api.replace(&slice.name_any(), &post, slice).await {
-            Ok(_) => {}
-            Err(err) if conflict(&err) || not_found(&err) => return Ok(soon()),
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(Action::await_change())
+    Ok(replace_slices(&slice_api, &post, &plan.update).await?.unwrap_or_else(Action::await_change))
 }

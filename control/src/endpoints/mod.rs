@@ -9,6 +9,54 @@
 //! [`slices::plan`] and [`subsets::plan`] decide, each write conditional on the resourceVersion
 //! or uid it was planned from. Endpoints of deleted Services are deleted as upstream does.
 
+/// Writes `endpoints` over the existing object (conditionally on the resourceVersion it
+/// carries) or creates it; a write that lost a race is retried soon: `Some(action)`.
+pub async fn write_endpoints(
+    api: &Api<Endpoints>,
+    post: &PostParams,
+    exists: bool,
+    endpoints: &Endpoints,
+) -> Result<Option<Action>, kube::Error> {
+    let written = if exists {
+        api.replace(&endpoints.name_any(), post, endpoints).await
+    } else {
+        api.create(post, endpoints).await
+    };
+    match written {
+        Ok(_) => Ok(None),
+        Err(err) if conflict(&err) || already_exists(&err) || not_found(&err) => Ok(Some(soon())),
+        Err(err) => Err(err),
+    }
+}
+
+/// Writes whole slices over existing ones, each conditionally on its resourceVersion; one that
+/// changed or went away meanwhile stops the writes, to be planned again soon: `Some(action)`.
+pub async fn replace_slices(
+    api: &Api<EndpointSlice>,
+    post: &PostParams,
+    slices: &[EndpointSlice],
+) -> Result<Option<Action>, kube::Error> {
+    for slice in slices {
+        match api.replace(&slice.name_any(), post, slice).await {
+            Ok(_) => {}
+            Err(err) if conflict(&err) || not_found(&err) => return Ok(Some(soon())),
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(None)
+}
+
+/// Deletes slices, each only while it is the one planned from (its uid).
+pub async fn delete_slices(
+    api: &Api<EndpointSlice>,
+    slices: &[SliceRef],
+) -> Result<(), kube::Error> {
+    for slice in slices {
+        delete_if_uid(api, &slice.name, slice.uid.clone(), None).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod fixtures;
 mod service_pods;
@@ -22,7 +70,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -30,6 +78,7 @@ use kube::ResourceExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::controller::{self, already_exists, conflict, delete_if_uid, not_found, soon, Context};
+pub use slices::{slice_ref, SliceRef};
 
 /// The field manager and event source the controller writes as.
 const MANAGER: &str = "endpointslice-controller";
@@ -109,31 +158,18 @@ async fn reconcile(
     for slice in &plan.create {
         slice_api.create(&post, slice).await?;
     }
-    for slice in &plan.update {
-        match slice_api.replace(&slice.name_any(), &post, slice).await {
-            Ok(_) => {}
-            Err(err) if conflict(&err) || not_found(&err) => return Ok(soon()),
-            Err(err) => return Err(err.into()),
-        }
+    if let Some(later) = replace_slices(&slice_api, &post, &plan.update).await? {
+        return Ok(later);
     }
-    for slice in &plan.delete {
-        delete_if_uid(&slice_api, &slice.name, slice.uid.clone(), None).await?;
-    }
+    delete_slices(&slice_api, &plan.delete).await?;
 
     let endpoints_api: Api<Endpoints> = Api::namespaced(client.clone(), &namespace);
     let existing = endpoints_api.get_opt(&name).await?;
     let planned = subsets::plan(&service, &selected, existing.as_ref());
     if let Some(endpoints) = planned.map_err(ReconcileError::Plan)? {
-        let written = match &existing {
-            Some(_) => endpoints_api.replace(&name, &post, &endpoints).await,
-            None => endpoints_api.create(&post, &endpoints).await,
-        };
-        match written {
-            Ok(_) => {}
-            Err(err) if conflict(&err) || already_exists(&err) || not_found(&err) => {
-                return Ok(soon())
-            }
-            Err(err) => return Err(err.into()),
+        let exists = existing.is_some();
+        if let Some(later) = write_endpoints(&endpoints_api, &post, exists, &endpoints).await? {
+            return Ok(later);
         }
     }
     if !plan.pods_on_missing_nodes.is_empty() {

@@ -164,7 +164,7 @@ fn address_families(service: &Service) -> Vec<Family> {
     vec![Family::V4, Family::V6]
 }
 
-fn slice_ref(slice: &EndpointSlice) -> SliceRef {
+pub fn slice_ref(slice: &EndpointSlice) -> SliceRef {
     SliceRef {
         name: slice.metadata.name.clone().unwrap_or_default(),
         uid: slice.metadata.uid.clone(),

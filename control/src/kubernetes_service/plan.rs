@@ -36,6 +36,8 @@ use k8s_openapi::api::discovery::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::ApiServers;
+use crate::endpoints::slice_ref;
+pub use crate::endpoints::SliceRef;
 
 #[cfg(test)]
 mod tests;
@@ -49,13 +51,6 @@ pub const PORT_NAME: &str = "https";
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Label telling an EndpointSlice mirroring controller to leave the Endpoints alone.
 pub const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
-
-/// An existing slice to delete: its name, and its uid as a delete precondition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SliceRef {
-    pub name: String,
-    pub uid: Option<String>,
-}
 
 /// What to write.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -220,13 +215,6 @@ fn slice(index: usize, port: u16, ips: &BTreeSet<Ipv4Addr>) -> EndpointSlice {
             protocol: Some("TCP".into()),
             app_protocol: None,
         }]),
-    }
-}
-
-fn slice_ref(slice: &EndpointSlice) -> SliceRef {
-    SliceRef {
-        name: slice.metadata.name.clone().unwrap_or_default(),
-        uid: slice.metadata.uid.clone(),
     }
 }
 
