@@ -32,6 +32,7 @@ use tokio_rustls::TlsConnector;
 use crate::error::ApiError;
 use crate::handler::{Api, Body};
 use crate::registry::Target;
+use crate::request::Query;
 
 /// How long connecting to an agent may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -97,26 +98,26 @@ impl NodeClient {
 /// `GET pods/<name>/log`: the container's log from its node's agent.
 pub async fn log<S: KvStore>(
     api: &Api<S>,
+    parts: &http::request::Parts,
     target: &Target,
-    query: Option<&str>,
+    query: &Query,
 ) -> Result<Response<Body>, ApiError> {
     let pod = api.registry.get(target, true).await?.object;
-    let requested = form_value(query, "container");
-    let container = log_container(&pod, &target.name, requested.as_deref())?;
-    let previous = form_value(query, "previous").is_some_and(|v| v == "true" || v == "1");
+    let container = log_container(&pod, &target.name, query.get("container"))?;
+    let previous = query.flag("previous");
     let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
     if node.is_empty() {
         // kube-apiserver answers an unscheduled pod's log with nothing.
-        return Ok(text_response(StatusCode::OK, Bytes::new()));
+        return Ok(crate::handler::text(StatusCode::OK, ""));
     }
     let instance = log_instance(&pod, &target.name, &container, previous)?;
     let address = agent_address(api, node).await?;
     let namespace = target.namespace.as_deref().unwrap_or_default();
     let mut path =
         format!("/containerLogs/{namespace}/{}/{container}?containerID={instance}", target.name);
-    if let Some(query) = query.filter(|q| !q.is_empty()) {
+    if let Some(raw) = parts.uri.query().filter(|q| !q.is_empty()) {
         path.push('&');
-        path.push_str(query);
+        path.push_str(raw);
     }
     let response = api.nodes.send(node, address, &Method::GET, &path, &HeaderMap::new()).await?;
     Ok(relay(response))
@@ -165,16 +166,15 @@ pub async fn stream<S: KvStore>(
     api: &Api<S>,
     parts: &http::request::Parts,
     target: &Target,
+    query: &Query,
     kind: Stream,
 ) -> Result<Response<Body>, ApiError> {
     let pod = api.registry.get(target, true).await?.object;
-    let query = parts.uri.query();
     let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
     let namespace = target.namespace.as_deref().unwrap_or_default();
     let mut path = match kind {
         Stream::Exec | Stream::Attach => {
-            let requested = form_value(query, "container");
-            let container = log_container(&pod, &target.name, requested.as_deref())?;
+            let container = log_container(&pod, &target.name, query.get("container"))?;
             let verb = if kind == Stream::Exec { "exec" } else { "attach" };
             format!("/{verb}/{namespace}/{}/{container}", target.name)
         }
@@ -186,9 +186,9 @@ pub async fn stream<S: KvStore>(
             target.name
         )));
     }
-    if let Some(query) = query.filter(|q| !q.is_empty()) {
+    if let Some(raw) = parts.uri.query().filter(|q| !q.is_empty()) {
         path.push('?');
-        path.push_str(query);
+        path.push_str(raw);
     }
     let mut headers = HeaderMap::new();
     for name in UPGRADE_HEADERS {
@@ -237,22 +237,6 @@ fn relay(response: Response<hyper::body::Incoming>) -> Response<Body> {
         relayed.headers_mut().insert(header::CONTENT_TYPE, content_type.clone());
     }
     relayed
-}
-
-fn text_response(code: StatusCode, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(http_body_util::Full::new(body).boxed_unsync());
-    *response.status_mut() = code;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
-    response
-}
-
-fn form_value(query: Option<&str>, key: &str) -> Option<String> {
-    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.into_owned())
-        .filter(|v| !v.is_empty())
 }
 
 /// Where the agent of `node` listens: its first InternalIP (else its first address) and its

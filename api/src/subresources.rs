@@ -149,15 +149,15 @@ pub async fn serve<S: KvStore>(
             registry.delete(&target, &options).await?;
             Ok(json_response(StatusCode::CREATED, &deleted_status(&target), accept.encoding))
         }
-        (Subresource::Log, "get") => crate::node_proxy::log(api, &target, parts.uri.query()).await,
+        (Subresource::Log, "get") => crate::node_proxy::log(api, parts, &target, query).await,
         (Subresource::Exec, "get" | "create") => {
-            crate::node_proxy::stream(api, parts, &target, Stream::Exec).await
+            crate::node_proxy::stream(api, parts, &target, query, Stream::Exec).await
         }
         (Subresource::Attach, "get" | "create") => {
-            crate::node_proxy::stream(api, parts, &target, Stream::Attach).await
+            crate::node_proxy::stream(api, parts, &target, query, Stream::Attach).await
         }
         (Subresource::PortForward, "get" | "create") => {
-            crate::node_proxy::stream(api, parts, &target, Stream::PortForward).await
+            crate::node_proxy::stream(api, parts, &target, query, Stream::PortForward).await
         }
         (Subresource::Proxy, _) => {
             let stored = registry.get(&target, true).await?;

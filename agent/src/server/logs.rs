@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use jiff::{SignedDuration, Timestamp};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt, BufReader};
 use tokio::sync::mpsc;
 
 #[cfg(test)]
@@ -191,21 +191,23 @@ impl Renderer {
     }
 }
 
-/// Where the last `lines` lines of a file of `len` bytes begin, given a way to read the block
-/// at an offset. The newline ending the file does not begin an empty last line.
-pub async fn tail_start<R, F>(len: u64, lines: u64, mut read_block: R) -> std::io::Result<u64>
+/// Where the last `lines` lines of `file` (of `len` bytes) begin, read backwards in blocks.
+/// The newline ending the file does not begin an empty last line.
+pub async fn tail_start<F>(file: &mut F, len: u64, lines: u64) -> std::io::Result<u64>
 where
-    R: FnMut(u64, usize) -> F,
-    F: Future<Output = std::io::Result<Vec<u8>>>,
+    F: AsyncRead + AsyncSeek + Unpin,
 {
     if lines == 0 {
         return Ok(len);
     }
     let mut seen = 0;
     let mut end = len;
+    let mut block = Vec::new();
     while end > 0 {
         let start = end.saturating_sub(TAIL_BLOCK);
-        let block = read_block(start, usize::try_from(end - start).unwrap_or(0)).await?;
+        block.resize(usize::try_from(end - start).unwrap_or(0), 0);
+        file.seek(SeekFrom::Start(start)).await?;
+        file.read_exact(&mut block).await?;
         for (index, byte) in block.iter().enumerate().rev() {
             let offset = start + index as u64;
             if *byte != b'\n' || offset + 1 == len {
@@ -236,17 +238,7 @@ where
     let mut file = tokio::fs::File::open(path).await?;
     if let Some(lines) = options.tail_lines {
         let len = file.metadata().await?.len();
-        let start = tail_start(len, lines, |offset, size| {
-            let path = path.to_path_buf();
-            async move {
-                let mut file = tokio::fs::File::open(path).await?;
-                file.seek(SeekFrom::Start(offset)).await?;
-                let mut block = vec![0; size];
-                file.read_exact(&mut block).await?;
-                Ok(block)
-            }
-        })
-        .await?;
+        let start = tail_start(&mut file, len, lines).await?;
         file.seek(SeekFrom::Start(start)).await?;
     }
     let mut reader = BufReader::new(file);

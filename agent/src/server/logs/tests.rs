@@ -111,13 +111,8 @@ fn rendering_joins_parts_and_applies_timestamps_since_and_limit() {
 }
 
 async fn tail(text: &str, lines: u64) -> u64 {
-    let bytes = text.as_bytes().to_vec();
-    tail_start(bytes.len() as u64, lines, |offset, size| {
-        let block = bytes[offset as usize..offset as usize + size].to_vec();
-        async move { Ok(block) }
-    })
-    .await
-    .unwrap()
+    let mut file = std::io::Cursor::new(text.as_bytes().to_vec());
+    tail_start(&mut file, text.len() as u64, lines).await.unwrap()
 }
 
 #[tokio::test]
