@@ -10,6 +10,7 @@
 pub mod logs;
 mod stream;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -180,6 +181,20 @@ struct ContainerRef<'a> {
     container: &'a str,
 }
 
+impl ContainerRef<'_> {
+    /// The runtime labels of the pod's sandboxes, or with `container` of its containers.
+    fn labels(&self, container: bool) -> HashMap<String, String> {
+        let mut labels = HashMap::from([
+            (POD_NAMESPACE_LABEL.to_owned(), self.namespace.to_owned()),
+            (POD_NAME_LABEL.to_owned(), self.pod.to_owned()),
+        ]);
+        if container {
+            labels.insert(CONTAINER_NAME_LABEL.to_owned(), self.container.to_owned());
+        }
+        labels
+    }
+}
+
 /// The instance of a container to read: the newest, or with `previous` the one before it.
 fn instance(mut containers: Vec<Container>, previous: bool) -> Option<Container> {
     containers.sort_by_key(|c| std::cmp::Reverse(c.created_at));
@@ -195,11 +210,7 @@ async fn container_logs<R: Runtime>(
         Ok(options) => options,
         Err(message) => return status(StatusCode::BAD_REQUEST, "BadRequest", &message),
     };
-    let labels = [
-        (POD_NAMESPACE_LABEL, target.namespace),
-        (POD_NAME_LABEL, target.pod),
-        (CONTAINER_NAME_LABEL, target.container),
-    ];
+    let labels = target.labels(true);
     let (container, pod) = (target.container, target.pod);
     let not_found = || {
         let message = if options.previous {
@@ -220,13 +231,8 @@ async fn container_logs<R: Runtime>(
     let id = match requested {
         Some(id) => id,
         None => {
-            let filter = ContainerFilter {
-                label_selector: labels
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-                ..ContainerFilter::default()
-            };
+            let filter =
+                ContainerFilter { label_selector: labels.clone(), ..ContainerFilter::default() };
             match runtime.list_containers(filter).await {
                 Ok(containers) => match instance(containers, options.previous) {
                     Some(found) => found.id,
@@ -237,9 +243,7 @@ async fn container_logs<R: Runtime>(
         }
     };
     let log_path = match runtime.container_status(&id).await {
-        Ok(found)
-            if labels.iter().all(|(k, v)| found.labels.get(*k).map(String::as_str) == Some(*v)) =>
-        {
+        Ok(found) if labels.iter().all(|(k, v)| found.labels.get(k) == Some(v)) => {
             std::path::PathBuf::from(found.log_path)
         }
         Ok(_) | Err(CriError::NotFound { .. }) => return not_found(),

@@ -11,8 +11,6 @@
 //! - The request's headers are passed on as they came (the master sends only those that
 //!   negotiate the upgrade), except its `Host` and body framing.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
@@ -25,8 +23,6 @@ use k8s_cri::v1::{
 
 use super::{status, Body, ContainerRef};
 use crate::cri::{Runtime, StreamRequest};
-use crate::pods::container::CONTAINER_NAME_LABEL;
-use crate::pods::sandbox::{POD_NAMESPACE_LABEL, POD_NAME_LABEL};
 
 /// Which session a request opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,22 +137,11 @@ pub async fn serve<R: Runtime>(
     }
 }
 
-fn labels(target: &ContainerRef<'_>, with_container: bool) -> HashMap<String, String> {
-    let mut labels = HashMap::from([
-        (POD_NAMESPACE_LABEL.to_owned(), target.namespace.to_owned()),
-        (POD_NAME_LABEL.to_owned(), target.pod.to_owned()),
-    ]);
-    if with_container {
-        labels.insert(CONTAINER_NAME_LABEL.to_owned(), target.container.to_owned());
-    }
-    labels
-}
-
 /// The newest running instance of the container.
 async fn running_container<R: Runtime>(runtime: &R, target: &ContainerRef<'_>) -> Option<String> {
     let filter = ContainerFilter {
         state: Some(ContainerStateValue { state: ContainerState::ContainerRunning as i32 }),
-        label_selector: labels(target, true),
+        label_selector: target.labels(true),
         ..ContainerFilter::default()
     };
     let containers = runtime.list_containers(filter).await.ok()?;
@@ -167,7 +152,7 @@ async fn running_container<R: Runtime>(runtime: &R, target: &ContainerRef<'_>) -
 async fn ready_sandbox<R: Runtime>(runtime: &R, target: &ContainerRef<'_>) -> Option<String> {
     let filter = PodSandboxFilter {
         state: Some(PodSandboxStateValue { state: PodSandboxState::SandboxReady as i32 }),
-        label_selector: labels(target, false),
+        label_selector: target.labels(false),
         ..PodSandboxFilter::default()
     };
     let sandboxes = runtime.list_pod_sandboxes(filter).await.ok()?;
