@@ -94,6 +94,11 @@ pub struct MasterArgs {
     /// Static bearer tokens for the API: lines of token,user,uid,"group1,group2".
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
+    /// The key service-account tokens are signed and verified with (ECDSA P-256, PKCS#8 PEM);
+    /// every master must use the same file. Default: sa.key beside --trusted-ca-file, where
+    /// `flotilla up` creates it. A master serving the API does not start without it.
+    #[arg(long)]
+    pub service_account_key_file: Option<PathBuf>,
     /// The range Service cluster IPs are allocated from.
     #[arg(long, default_value = DEFAULT_SERVICE_CLUSTER_IP_RANGE)]
     pub service_cluster_ip_range: String,
@@ -154,6 +159,14 @@ impl MasterArgs {
 }
 
 impl MasterArgs {
+    /// `--service-account-key-file`, or its default beside the CA.
+    fn service_account_key_file(&self) -> PathBuf {
+        self.service_account_key_file.clone().unwrap_or_else(|| {
+            let dir = self.trusted_ca_file.parent().unwrap_or(std::path::Path::new("."));
+            dir.join(flotilla_store::pki::SERVICE_ACCOUNT_KEY_FILE)
+        })
+    }
+
     /// The API server's configuration, if this master serves the API.
     pub fn api_config(&self) -> anyhow::Result<Option<ApiConfig>> {
         let Some(listen_url) = &self.listen_api_url else {
@@ -182,6 +195,7 @@ impl MasterArgs {
             cert_file: self.cert_file.clone(),
             key_file: self.key_file.clone(),
             token_file: self.token_auth_file.clone(),
+            service_account_key_file: self.service_account_key_file(),
             ranges: ServiceRanges { network, prefix_len, node_ports },
             compaction_interval: Duration::from_secs(self.compaction_interval.max(1)),
         }))
@@ -200,6 +214,9 @@ impl MasterArgs {
     ) -> anyhow::Result<ControlConfig> {
         let lease = LeaseConfig::default();
         lease.validate().map_err(anyhow::Error::msg)?;
+        let root_ca = std::fs::read_to_string(&self.trusted_ca_file).with_context(|| {
+            format!("reading --trusted-ca-file {}", self.trusted_ca_file.display())
+        })?;
         Ok(ControlConfig {
             api_url,
             ca_file: self.trusted_ca_file.clone(),
@@ -209,6 +226,7 @@ impl MasterArgs {
             lease,
             liveness,
             api_servers,
+            root_ca,
         })
     }
 }

@@ -1,9 +1,10 @@
 //! `flotilla up`: a local cluster of separate processes on loopback, TLS on.
 //!
-//! Layout of DIR: `pki/` (CA, member and admin certificates), `etcd.env` (etcdctl settings),
-//! and per member (`master-<n>`, `agent-<n>`) `DIR/<member>/` with `data/`, `log`, `pid` and
-//! `cmd` (the exact command that restarts the member). Members that die are not restarted:
-//! chaos tests rely on that.
+//! Layout of DIR: `pki/` (CA, member and admin certificates, and `sa.key`, the service-account
+//! signing key the masters find beside the CA), `etcd.env` (etcdctl settings),
+//! and per member (`master-<n>`, `agent-<n>`, `hollow` for all hollow nodes) `DIR/<member>/`
+//! with `data/`, `log`, `pid` and `cmd` (the exact command that restarts the member). Members
+//! that die are not restarted: chaos tests rely on that.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -29,6 +30,10 @@ pub struct UpArgs {
     /// How many node agents to start (each registers a Node named `agent-<n>`).
     #[arg(long, default_value_t = 0)]
     pub agents: usize,
+    /// How many hollow nodes to run beside the masters, all in one process (member `hollow`,
+    /// nodes `hollow-<n>`): simulated nodes for scale tests, see `flotilla hollow`.
+    #[arg(long, default_value_t = 0)]
+    pub hollow_nodes: usize,
     /// The directory for certificates, data and logs (created if missing).
     #[arg(long)]
     pub dir: PathBuf,
@@ -54,6 +59,35 @@ struct Member {
     pid_file: PathBuf,
     /// For an agent: the data directory whose containerd and pods are removed at stop.
     agent_data: Option<PathBuf>,
+}
+
+/// Agents of a local cluster are `agent-1`, `agent-2`, …
+const AGENT_PREFIX: &str = "agent-";
+/// The member running the hollow nodes, and their names: `hollow-1`, `hollow-2`, …
+const HOLLOW_MEMBER: &str = "hollow";
+const HOLLOW_PREFIX: &str = "hollow-";
+
+/// A member's data directory, under its own directory.
+fn member_data_dir(member_dir: &Path) -> PathBuf {
+    member_dir.join("data")
+}
+
+/// The agents of the local cluster in `dir` (name and data directory), in name order: those
+/// `up` created, running or not.
+pub fn local_agents(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut agents = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let data = member_data_dir(&entry.path());
+        if name.strip_prefix(AGENT_PREFIX).is_some_and(|n| n.parse::<u32>().is_ok())
+            && data.is_dir()
+        {
+            agents.push((name, data));
+        }
+    }
+    agents.sort_by_key(|(name, _)| name[AGENT_PREFIX.len()..].parse::<u32>().unwrap_or(0));
+    Ok(agents)
 }
 
 /// Quotes a word for a POSIX shell.
@@ -115,7 +149,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             binary.display().to_string(),
             "master".into(),
             format!("--name={name}"),
-            format!("--data-dir={}", member_dir.join("data").display()),
+            format!("--data-dir={}", member_data_dir(&member_dir).display()),
             format!("--listen-peer-urls=https://127.0.0.1:{peer}"),
             format!("--listen-client-urls={client_url}"),
             format!("--initial-cluster={initial_cluster}"),
@@ -159,7 +193,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let api_urls: Vec<String> = members.iter().map(|m| m.api_url.clone()).collect();
     for index in 1..=args.agents {
-        let name = format!("agent-{index}");
+        let name = format!("{AGENT_PREFIX}{index}");
         let member_dir = dir.join(&name);
         std::fs::create_dir_all(&member_dir)?;
         let cert = pki.issue_agent(&name, &["127.0.0.1"])?;
@@ -174,7 +208,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             "--node-ip=127.0.0.1".into(),
             format!("--gossip-port={}", free_local_port()?),
             format!("--kubelet-port={}", free_local_port()?),
-            format!("--data-dir={}", member_dir.join("data").display()),
+            format!("--data-dir={}", member_data_dir(&member_dir).display()),
             format!("--image={}", flotilla_agent::DEFAULT_IMAGES_DIR),
         ];
         let mut argv = argv;
@@ -188,7 +222,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             api_url: String::new(),
             child,
             pid_file,
-            agent_data: Some(member_dir.join("data")),
+            agent_data: Some(member_data_dir(&member_dir)),
+        });
+    }
+    if args.hollow_nodes > 0 {
+        let name = HOLLOW_MEMBER.to_string();
+        let member_dir = dir.join(&name);
+        std::fs::create_dir_all(&member_dir)?;
+        let argv: Vec<String> = vec![
+            binary.display().to_string(),
+            "hollow".into(),
+            format!("--nodes={}", args.hollow_nodes),
+            format!("--prefix={HOLLOW_PREFIX}"),
+            format!("--api-servers={}", api_urls.join(",")),
+            format!("--ca-file={}", ca.cert.display()),
+            format!("--ca-key-file={}", ca.key.display()),
+            format!("--data-dir={}", member_data_dir(&member_dir).display()),
+        ];
+        let (child, pid_file) = spawn(&member_dir, &name, &argv)?;
+        members.push(Member {
+            name,
+            client_url: String::new(),
+            api_url: String::new(),
+            child,
+            pid_file,
+            agent_data: None,
         });
     }
     let kubeconfig = dir.join("kubeconfig");
@@ -201,6 +259,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("api: {}", api_urls.join(","));
     if args.agents > 0 {
         println!("agents: {} (nodes agent-1..agent-{})", args.agents, args.agents);
+    }
+    if args.hollow_nodes > 0 {
+        let count = args.hollow_nodes;
+        println!("hollow: {count} (nodes {HOLLOW_PREFIX}1..{HOLLOW_PREFIX}{count}, one process)");
     }
     println!("kubectl: KUBECONFIG={} kubectl get nodes", kubeconfig.display());
     println!("ready");

@@ -255,40 +255,9 @@ impl Containerd {
         self.pid.as_raw().unsigned_abs()
     }
 
-    /// Imports image archives (OCI or Docker format) into the CRI namespace: `source` itself
-    /// if it is a file, or every `*.tar` in it, in name order, if it is a directory (k3s'
-    /// `agent/images`). Returns the image names imported; a missing `source` imports nothing.
-    /// Importing an archive again is a no-op (same digests, same image records).
+    /// Imports image archives into this containerd; see [`import`].
     pub async fn import(&self, source: &Path) -> Result<Vec<String>, ContainerdError> {
-        let archives = match tokio::fs::metadata(source).await {
-            Ok(meta) if meta.is_dir() => archives_in(source).await?,
-            Ok(_) => vec![source.to_path_buf()],
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                tracing::info!(source = %source.display(), "no image archives to import");
-                return Ok(Vec::new());
-            }
-            Err(err) => return Err(ContainerdError::io("reading", source)(err)),
-        };
-        let ctr = Ctr { program: &self.ctr, socket: &self.socket };
-        let mut names = Vec::new();
-        for archive in archives {
-            let import_error =
-                |reason: String| ContainerdError::Import { file: archive.clone(), reason };
-            let args = [OsStr::new("images"), OsStr::new("import"), archive.as_os_str()];
-            let output = ctr
-                .run(Some(CRI_NAMESPACE), &args, IMPORT_TIMEOUT)
-                .await
-                .map_err(|err| import_error(err.to_string()))?;
-            let imported = imported_images(&output);
-            if imported.is_empty() {
-                return Err(import_error(
-                    "it names no image (no io.containerd.image.name annotation)".into(),
-                ));
-            }
-            tracing::info!(archive = %archive.display(), images = ?imported, "imported images");
-            names.extend(imported);
-        }
-        Ok(names)
+        import(&self.ctr, &self.socket, source).await
     }
 
     /// Returns once containerd has exited, with its exit status when this agent started it.
@@ -320,6 +289,64 @@ impl Containerd {
         }
         tracing::info!(pid = %self.pid, "stopped containerd");
     }
+}
+
+/// Imports the archive `file` into the running containerd at `socket` (a node's, found with
+/// [`Layout::socket_of`], or any CRI runtime's containerd), for `flotilla image import`.
+pub async fn import_into_running(
+    socket: &Path,
+    file: &Path,
+) -> Result<Vec<String>, ContainerdError> {
+    let meta = tokio::fs::metadata(file).await.map_err(ContainerdError::io("reading", file))?;
+    if meta.is_dir() {
+        let reason = "it is a directory; name the *.tar files".to_string();
+        return Err(ContainerdError::Import { file: file.to_path_buf(), reason });
+    }
+    if tokio::net::UnixStream::connect(socket).await.is_err() {
+        return Err(ContainerdError::NotRunning { socket: socket.to_path_buf() });
+    }
+    import(&tools::find_program("ctr")?, socket, file).await
+}
+
+/// Imports image archives (OCI or Docker format) into the CRI namespace of the containerd at
+/// `socket`, through `ctr`: `source` itself if it is a file, or every `*.tar` in it, in name
+/// order, if it is a directory (k3s' `agent/images`). Returns the image names imported; a
+/// missing `source` imports nothing. Importing an archive again is a no-op (same digests, same
+/// image records).
+pub async fn import(
+    ctr: &Path,
+    socket: &Path,
+    source: &Path,
+) -> Result<Vec<String>, ContainerdError> {
+    let archives = match tokio::fs::metadata(source).await {
+        Ok(meta) if meta.is_dir() => archives_in(source).await?,
+        Ok(_) => vec![source.to_path_buf()],
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            tracing::info!(source = %source.display(), "no image archives to import");
+            return Ok(Vec::new());
+        }
+        Err(err) => return Err(ContainerdError::io("reading", source)(err)),
+    };
+    let ctr = Ctr { program: ctr, socket };
+    let mut names = Vec::new();
+    for archive in archives {
+        let import_error =
+            |reason: String| ContainerdError::Import { file: archive.clone(), reason };
+        let args = [OsStr::new("images"), OsStr::new("import"), archive.as_os_str()];
+        let output = ctr
+            .run(Some(CRI_NAMESPACE), &args, IMPORT_TIMEOUT)
+            .await
+            .map_err(|err| import_error(err.to_string()))?;
+        let imported = imported_images(&output);
+        if imported.is_empty() {
+            return Err(import_error(
+                "it names no image (no io.containerd.image.name annotation)".into(),
+            ));
+        }
+        tracing::info!(archive = %archive.display(), images = ?imported, "imported images");
+        names.extend(imported);
+    }
+    Ok(names)
 }
 
 /// The `*.tar` files in `dir`, in name order.

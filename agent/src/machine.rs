@@ -1,7 +1,7 @@
 //! What the agent reports about its machine: CPUs, memory, disk, kernel and OS, read from the
-//! running system.
+//! running system, or the fixed facts of a hollow node's simulated machine.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The machine's facts, as read at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +91,63 @@ impl Machine {
     }
 }
 
+/// Where an agent's machine facts come from, looked at again for every status report.
+#[derive(Debug, Clone)]
+pub enum MachineSource {
+    /// The machine the agent runs on; the filesystem of `data_dir` is the node's storage.
+    Host { data_dir: PathBuf },
+    /// A hollow node's simulated machine: the same facts every time, so its status never
+    /// changes by itself (and nothing of the host it shares with a thousand others leaks in).
+    Simulated(Machine),
+}
+
+impl MachineSource {
+    pub fn read(&self) -> Result<Machine, MachineError> {
+        match self {
+            MachineSource::Host { data_dir } => Machine::read(data_dir),
+            MachineSource::Simulated(machine) => Ok(machine.clone()),
+        }
+    }
+}
+
+/// The size of a hollow node's simulated machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimulatedSize {
+    pub cpus: u64,
+    pub memory_bytes: u64,
+    pub disk_bytes: u64,
+}
+
+impl Default for SimulatedSize {
+    /// A common cloud worker: 4 CPUs, 16 GiB of memory, 100 GiB of disk.
+    fn default() -> Self {
+        SimulatedSize { cpus: 4, memory_bytes: 16 << 30, disk_bytes: 100 << 30 }
+    }
+}
+
+impl Machine {
+    /// The machine hollow node `name` pretends to be: `size`, nothing used, the host's
+    /// architecture, and ids of its own (derived from the name, so they survive a restart).
+    pub fn simulated(name: &str, size: SimulatedSize) -> Machine {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        name.hash(&mut hasher);
+        let id = format!("{:016x}{:016x}", hasher.finish(), !hasher.finish());
+        Machine {
+            cpus: size.cpus,
+            memory_bytes: size.memory_bytes,
+            memory_available_bytes: size.memory_bytes,
+            disk_available_bytes: size.disk_bytes,
+            disk_bytes: size.disk_bytes,
+            kernel_version: "hollow".into(),
+            os_image: "Flotilla hollow node".into(),
+            architecture: architecture(std::env::consts::ARCH).to_string(),
+            boot_id: id.clone(),
+            machine_id: id,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +161,18 @@ mod tests {
         let release = "NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n";
         assert_eq!(os_image(release).as_deref(), Some("Debian GNU/Linux 12 (bookworm)"));
         assert_eq!(architecture("x86_64"), "amd64");
+    }
+
+    #[test]
+    fn a_simulated_machine_is_the_same_every_time_and_its_own() {
+        let size = SimulatedSize { cpus: 8, memory_bytes: 1 << 30, disk_bytes: 2 << 30 };
+        let source = MachineSource::Simulated(Machine::simulated("hollow-1", size));
+        let (first, second) = (source.read().unwrap(), source.read().unwrap());
+        assert_eq!(first, second);
+        assert_eq!((first.cpus, first.memory_available_bytes), (8, 1 << 30));
+        assert_eq!(first.machine_id.len(), 32);
+        assert_eq!(Machine::simulated("hollow-1", size), first, "stable across restarts");
+        assert_ne!(Machine::simulated("hollow-2", size).machine_id, first.machine_id);
     }
 
     #[test]

@@ -1,16 +1,20 @@
 //! Authentication: who sent a request. A client certificate signed by the cluster CA names the
 //! user (subject CN) and groups (subject O), as Kubernetes reads them; a bearer token is looked
-//! up in the static token file. A request with neither is refused.
+//! up in the static token file, or else checked as a service-account token
+//! ([`crate::serviceaccount`]). A request with none of these is refused.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// An authenticated user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct User {
     pub name: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// What else the authenticator knows (`authentication.kubernetes.io/pod-name`, …), as
+    /// `kubectl auth whoami` shows it.
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 impl User {
@@ -19,7 +23,7 @@ impl User {
         self.groups.iter().any(|group| group == "system:masters")
     }
 
-    fn with_authenticated(mut self) -> User {
+    pub(crate) fn with_authenticated(mut self) -> User {
         if !self.groups.iter().any(|g| g == "system:authenticated") {
             self.groups.push("system:authenticated".into());
         }
@@ -73,7 +77,8 @@ impl Tokens {
                 .unwrap_or_default();
             users.insert(
                 token.clone(),
-                User { name: name.clone(), uid: uid.clone(), groups }.with_authenticated(),
+                User { name: name.clone(), uid: uid.clone(), groups, ..User::default() }
+                    .with_authenticated(),
             );
         }
         Ok(Tokens { users })
@@ -103,7 +108,8 @@ fn split_csv(line: &str) -> Vec<String> {
 pub fn user_from_certificate(der: &[u8]) -> Option<User> {
     let subject = flotilla_store::pki::Subject::read(der)?;
     let name = subject.common_name?;
-    Some(User { name, uid: String::new(), groups: subject.organizations }.with_authenticated())
+    let groups = subject.organizations;
+    Some(User { name, groups, ..User::default() }.with_authenticated())
 }
 
 #[cfg(test)]

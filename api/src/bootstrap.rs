@@ -1,5 +1,8 @@
 //! Objects every cluster starts with: the system namespaces and the default cluster roles.
-//! Every master writes them at start if absent, so a new cluster and an upgraded one agree.
+//! Every master writes them at start if absent, so a new cluster and an upgraded one agree;
+//! a default cluster role that lacks permissions a newer version grants gets them added (as
+//! Kubernetes reconciles its bootstrap roles), unless it is annotated
+//! `rbac.authorization.kubernetes.io/autoupdate: "false"`.
 
 use flotilla_store::KvStore;
 use serde_json::{json, Value};
@@ -116,11 +119,72 @@ fn cluster_roles() -> Vec<(&'static str, Value)> {
         ("edit", json!(edit)),
         ("view", json!(view)),
         ("system:node", json!(node_rules())),
+        (
+            "system:discovery",
+            json!([non_resource_get(&[
+                "/api",
+                "/api/*",
+                "/apis",
+                "/apis/*",
+                "/healthz",
+                "/livez",
+                "/openapi",
+                "/openapi/*",
+                "/readyz",
+                "/version",
+                "/version/",
+            ])]),
+        ),
+        (
+            "system:basic-user",
+            json!([
+                rule(
+                    &["authorization.k8s.io"],
+                    &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                    &["create"],
+                ),
+                rule(&["authentication.k8s.io"], &["selfsubjectreviews"], &["create"]),
+            ]),
+        ),
+        (
+            "system:public-info-viewer",
+            json!([non_resource_get(&["/healthz", "/livez", "/readyz", "/version", "/version/"])]),
+        ),
+        (
+            "system:service-account-issuer-discovery",
+            json!([non_resource_get(&[
+                "/.well-known/openid-configuration",
+                "/.well-known/openid-configuration/",
+                "/openid/v1/jwks",
+                "/openid/v1/jwks/",
+            ])]),
+        ),
     ]
 }
 
+fn non_resource_get(urls: &[&str]) -> Value {
+    json!({ "nonResourceURLs": urls, "verbs": ["get"] })
+}
+
+/// Who the default cluster roles are bound to, each by a ClusterRoleBinding of its name.
+const CLUSTER_ROLE_BINDINGS: [(&str, &[&str]); 6] = [
+    ("cluster-admin", &["system:masters"]),
+    ("system:node", &["system:nodes"]),
+    ("system:discovery", &["system:authenticated"]),
+    ("system:basic-user", &["system:authenticated"]),
+    ("system:public-info-viewer", &["system:authenticated", "system:unauthenticated"]),
+    ("system:service-account-issuer-discovery", &["system:serviceaccounts"]),
+];
+
+/// The rules of `defaults` that the rules of a stored role do not cover.
+fn missing_rules(stored: &Value, defaults: &[Value]) -> Vec<Value> {
+    let held = stored.get("rules").and_then(Value::as_array).cloned().unwrap_or_default();
+    defaults.iter().filter(|rule| !crate::rbac::covered(&held, rule)).cloned().collect()
+}
+
 /// What a node agent may do (Kubernetes' `system:node` role): register and report its Node,
-/// read the pods and what they mount, report pod status and confirm deletions, record events.
+/// read the pods and what they mount, request their service-account tokens, report pod status
+/// and confirm deletions, record events.
 fn node_rules() -> Vec<Value> {
     const READ: &[&str] = &["get", "list", "watch"];
     vec![
@@ -129,6 +193,7 @@ fn node_rules() -> Vec<Value> {
         rule(&[""], &["pods"], &["get", "list", "watch", "delete"]),
         rule(&[""], &["pods/status"], &["patch", "update"]),
         rule(&[""], &["configmaps", "secrets", "services", "endpoints"], READ),
+        rule(&[""], &["serviceaccounts/token"], &["create"]),
         rule(&[""], &["persistentvolumeclaims", "persistentvolumes"], &["get"]),
         rule(&[""], &["events"], &["create", "patch", "update"]),
         rule(&["coordination.k8s.io"], &["leases"], &["get", "create", "update"]),
@@ -174,6 +239,39 @@ fn services(ranges: &ServiceRanges) -> Vec<Value> {
     ]
 }
 
+/// The annotation that keeps a default cluster role as its owner edited it.
+const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
+
+/// Adds to a stored default cluster role the rules of `default` it lacks. The update carries
+/// the stored resourceVersion, so masters starting together never undo each other; the loser
+/// gets a conflict and its next pass finds nothing missing.
+async fn reconcile_role<S: KvStore>(
+    registry: &Registry<S>,
+    resource: &std::sync::Arc<crate::resources::ResourceType>,
+    mut stored: Value,
+    default: &Value,
+    options: &WriteOptions,
+) -> Result<(), ApiError> {
+    let pinned =
+        stored.pointer(&format!("/metadata/annotations/{}", AUTOUPDATE.replace('/', "~1")));
+    if pinned.and_then(Value::as_str) == Some("false") {
+        return Ok(());
+    }
+    let defaults = default.get("rules").and_then(Value::as_array).cloned().unwrap_or_default();
+    let missing = missing_rules(&stored, &defaults);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let name = crate::meta::name(&stored).to_string();
+    let mut rules = stored.get("rules").and_then(Value::as_array).cloned().unwrap_or_default();
+    rules.extend(missing);
+    stored["rules"] = json!(rules);
+    let target = crate::registry::Target { resource: resource.clone(), namespace: None, name };
+    registry.update(&target, stored, crate::registry::Part::Main, options).await?;
+    tracing::info!(role = %target.name, "added missing permissions to a default cluster role");
+    Ok(())
+}
+
 /// Creates whatever of the bootstrap objects is missing.
 pub async fn ensure<S: KvStore>(registry: &Registry<S>) -> Result<(), ApiError> {
     let options = WriteOptions {
@@ -190,29 +288,30 @@ pub async fn ensure<S: KvStore>(registry: &Registry<S>) -> Result<(), ApiError> 
             "rbac.authorization.k8s.io",
             "clusterroles",
             json!({
-                "metadata": { "name": name, "labels": { "kubernetes.io/bootstrapping": "rbac-defaults" } },
+                "metadata": {
+                    "name": name,
+                    "labels": { "kubernetes.io/bootstrapping": "rbac-defaults" },
+                    "annotations": { AUTOUPDATE: "true" },
+                },
                 "rules": rules,
             }),
         ));
     }
-    objects.push((
-        "rbac.authorization.k8s.io",
-        "clusterrolebindings",
-        json!({
-            "metadata": { "name": "cluster-admin", "labels": { "kubernetes.io/bootstrapping": "rbac-defaults" } },
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin" },
-            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters" }],
-        }),
-    ));
-    objects.push((
-        "rbac.authorization.k8s.io",
-        "clusterrolebindings",
-        json!({
-            "metadata": { "name": "system:node", "labels": { "kubernetes.io/bootstrapping": "rbac-defaults" } },
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node" },
-            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes" }],
-        }),
-    ));
+    for (role, groups) in CLUSTER_ROLE_BINDINGS {
+        let subjects: Vec<Value> = groups
+            .iter()
+            .map(|group| json!({ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group }))
+            .collect();
+        objects.push((
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            json!({
+                "metadata": { "name": role, "labels": { "kubernetes.io/bootstrapping": "rbac-defaults" } },
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
+                "subjects": subjects,
+            }),
+        ));
+    }
     // Created last: `flotilla up` waits for this one to know the bootstrap is complete.
     objects.push((
         "rbac.authorization.k8s.io",
@@ -227,7 +326,10 @@ pub async fn ensure<S: KvStore>(registry: &Registry<S>) -> Result<(), ApiError> 
         let Some(resource) = registry.catalog.get(group, "v1", plural) else { continue };
         let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
         let key = resource.key(namespace.as_deref(), crate::meta::name(&object));
-        if registry.objects.get(&key, false).await?.is_some() {
+        if let Some(stored) = registry.objects.get(&key, false).await? {
+            if plural == "clusterroles" {
+                reconcile_role(registry, &resource, stored.object, &object, &options).await?;
+            }
             continue;
         }
         match registry.create(&resource, namespace.as_deref(), object, &options).await {
@@ -236,4 +338,34 @@ pub async fn ensure<S: KvStore>(registry: &Registry<S>) -> Result<(), ApiError> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_role_gets_only_the_rules_it_lacks() {
+        let defaults = node_rules();
+        let token = rule(&[""], &["serviceaccounts/token"], &["create"]);
+        let mut older: Vec<Value> = defaults.clone();
+        older.retain(|r| *r != token);
+        let cases = [
+            ("up to date", json!({ "rules": defaults }), vec![]),
+            ("an older version", json!({ "rules": older }), vec![token.clone()]),
+            ("broader by hand", json!({ "rules": [rule(&["*"], &["*"], &["*"])] }), vec![]),
+            ("emptied", json!({}), defaults.clone()),
+        ];
+        for (name, stored, expected) in cases {
+            assert_eq!(missing_rules(&stored, &defaults), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn every_bound_default_role_exists() {
+        let roles: Vec<&str> = cluster_roles().iter().map(|(name, _)| *name).collect();
+        for (role, _) in CLUSTER_ROLE_BINDINGS {
+            assert!(roles.contains(&role), "{role}");
+        }
+    }
 }

@@ -139,13 +139,25 @@ fn pod_spec(spec: &mut Value) {
     default(spec, "securityContext", json!({}));
     default(spec, "schedulerName", json!("default-scheduler"));
     default(spec, "enableServiceLinks", json!(true));
-    default(spec, "serviceAccountName", json!("default"));
-    let account = spec["serviceAccountName"].clone();
-    default(spec, "serviceAccount", account);
+    sync_service_account(spec);
     for list in ["containers", "initContainers"] {
         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
             containers.iter_mut().for_each(container);
         }
+    }
+}
+
+/// `serviceAccount` is the deprecated name of `serviceAccountName`: a spec that sets only the
+/// old name runs as that account, and the old name always reads as the new one (Kubernetes'
+/// v1 conversion). Pods get an account (`default` if they name none) from ServiceAccount
+/// admission when they are created; templates keep what their author wrote.
+pub fn sync_service_account(spec: &mut Value) {
+    let named = |key: &str| spec.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let account =
+        named("serviceAccountName").or_else(|| named("serviceAccount")).map(str::to_string);
+    if let (Some(account), Some(map)) = (account, spec.as_object_mut()) {
+        map.insert("serviceAccountName".into(), json!(account));
+        map.insert("serviceAccount".into(), json!(account));
     }
 }
 
@@ -202,6 +214,33 @@ mod tests {
         assert_eq!(pull_policy("registry:5000/busybox"), "Always");
         assert_eq!(pull_policy("registry:5000/busybox:1"), "IfNotPresent");
         assert_eq!(pull_policy("busybox@sha256:abc"), "IfNotPresent");
+    }
+
+    #[test]
+    fn the_deprecated_service_account_field_follows_the_new_one() {
+        let cases = [
+            (json!({}), json!({})),
+            (
+                json!({"serviceAccountName": "a"}),
+                json!({"serviceAccountName": "a", "serviceAccount": "a"}),
+            ),
+            (
+                json!({"serviceAccount": "b"}),
+                json!({"serviceAccountName": "b", "serviceAccount": "b"}),
+            ),
+            (
+                json!({"serviceAccountName": "a", "serviceAccount": "b"}),
+                json!({"serviceAccountName": "a", "serviceAccount": "a"}),
+            ),
+            (
+                json!({"serviceAccountName": "", "serviceAccount": "b"}),
+                json!({"serviceAccountName": "b", "serviceAccount": "b"}),
+            ),
+        ];
+        for (mut spec, expected) in cases {
+            sync_service_account(&mut spec);
+            assert_eq!(spec, expected);
+        }
     }
 
     #[test]

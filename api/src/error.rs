@@ -4,7 +4,7 @@
 use flotilla_store::StoreError;
 use serde_json::{json, Value};
 
-use crate::validation::{aggregate_message, FieldError};
+use crate::validation::FieldError;
 
 /// A resource as Kubernetes names it in error messages: `pods`, `deployments.apps`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub enum ApiError {
     /// A server-side apply that would change fields other managers own.
     #[error("{message}")]
     ApplyConflict { message: String, conflicts: Vec<crate::apply::Conflict> },
-    #[error("{}", invalid_message(kind, name, causes))]
+    #[error("{}", crate::validation::invalid_status_message(group, kind, name, causes))]
     Invalid { group: String, kind: String, name: String, causes: Vec<FieldError> },
     #[error("{0}")]
     BadRequest(String),
@@ -74,13 +74,6 @@ pub enum ApiError {
     Unavailable(String),
     #[error("Internal error occurred: {0}")]
     Internal(String),
-}
-
-fn invalid_message(kind: &str, name: &str, causes: &[FieldError]) -> String {
-    match aggregate_message(causes) {
-        text if text.is_empty() => format!("{kind} \"{name}\" is invalid"),
-        text => format!("{kind} \"{name}\" is invalid: {text}"),
-    }
 }
 
 impl ApiError {
@@ -308,7 +301,7 @@ mod tests {
         };
         assert_eq!(
             two.to_string(),
-            r#"Deployment "d" is invalid: [spec.selector: Required value, spec.template: Required value]"#
+            r#"Deployment.apps "d" is invalid: [spec.selector: Required value, spec.template: Required value]"#
         );
         let status = two.status();
         assert_eq!(status["details"]["group"], "apps");

@@ -28,6 +28,7 @@ use crate::registry::{Registry, WatchStream};
 use crate::request::{self, Query, Route};
 use crate::resources::{Catalog, ResourceType};
 use crate::server::ApiConfig;
+use crate::serviceaccount::{self, Issuer};
 use crate::{discovery, render};
 
 /// A response body: a whole buffer or a stream of watch events.
@@ -44,6 +45,8 @@ pub const KUBERNETES_MINOR: &str = "33";
 pub struct Api<S> {
     pub(crate) registry: Registry<S>,
     tokens: Tokens,
+    /// Signs and checks service-account tokens.
+    pub(crate) issuer: Issuer,
     pub(crate) config: ApiConfig,
     /// Connections to the nodes' agents, for the subresources a node serves.
     pub(crate) nodes: NodeClient,
@@ -60,10 +63,17 @@ struct Outcome {
 }
 
 impl<S: KvStore> Api<S> {
-    pub fn new(store: S, tokens: Tokens, config: ApiConfig, nodes: NodeClient) -> Self {
+    pub fn new(
+        store: S,
+        tokens: Tokens,
+        issuer: Issuer,
+        config: ApiConfig,
+        nodes: NodeClient,
+    ) -> Self {
         Api {
             registry: Registry::new(Catalog::default(), store, config.ranges),
             tokens,
+            issuer,
             config,
             nodes,
             metrics: Metrics::default(),
@@ -151,7 +161,8 @@ impl<S: KvStore> Api<S> {
             };
             return Ok(Outcome { response, verb, resource: String::new(), user: String::new() });
         }
-        let user = self.authenticate(&parts.headers, cert_user).map_err(|e| fail(e, "", ""))?;
+        let user =
+            self.authenticate(&parts.headers, cert_user).await.map_err(|e| fail(e, "", ""))?;
         let name = user.name.clone();
         let accept = Accept::negotiate(header_str(&parts.headers, header::ACCEPT))
             .map_err(|e| fail(e, "", &name))?;
@@ -179,7 +190,7 @@ impl<S: KvStore> Api<S> {
         Ok(Outcome { response, verb, resource: resource_label, user: name })
     }
 
-    fn authenticate(
+    async fn authenticate(
         &self,
         headers: &http::HeaderMap,
         cert_user: Option<User>,
@@ -188,14 +199,40 @@ impl<S: KvStore> Api<S> {
             return Ok(user);
         }
         let token = header_str(headers, header::AUTHORIZATION)
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|token| !token.is_empty());
-        token.and_then(|token| self.tokens.user(token)).ok_or(ApiError::Unauthorized)
+            .and_then(bearer_token)
+            .ok_or(ApiError::Unauthorized)?;
+        let found = self.token_user(token, &self.issuer.audiences).await?;
+        found.map(|(user, _)| user).ok_or(ApiError::Unauthorized)
     }
 
-    pub(crate) fn token_user(&self, token: &str) -> Option<User> {
-        self.tokens.user(token)
+    /// The user a bearer token stands for, and the audiences of `wanted` it is good for: a
+    /// static token (good for any audience the server accepts), else a service-account token.
+    /// None for a token that is neither; an error only when the store could not be read.
+    pub(crate) async fn token_user(
+        &self,
+        token: &str,
+        wanted: &[String],
+    ) -> Result<Option<(User, Vec<String>)>, ApiError> {
+        if let Some(user) = self.tokens.user(token) {
+            let audiences: Vec<String> = (self.issuer.audiences.iter())
+                .filter(|audience| wanted.contains(audience))
+                .cloned()
+                .collect();
+            return Ok((!audiences.is_empty()).then_some((user, audiences)));
+        }
+        if !serviceaccount::looks_like_jwt(token) {
+            return Ok(None);
+        }
+        let now = jiff::Timestamp::now().as_second();
+        let checked =
+            serviceaccount::authenticate(&self.registry, &self.issuer, token, wanted, now).await?;
+        match checked {
+            Ok(found) => Ok(Some((found.user, found.audiences))),
+            Err(refused) => {
+                tracing::debug!(reason = %refused, "service account token refused");
+                Ok(None)
+            }
+        }
     }
 
     async fn authorize_path(
@@ -265,6 +302,23 @@ impl<S: KvStore> Api<S> {
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 return Ok(response);
             }
+            Route::OpenIdConfiguration => {
+                let document =
+                    serviceaccount::openid_configuration(&self.issuer, &self.config.advertise);
+                return Ok(json_response(StatusCode::OK, &document, Encoding::Json));
+            }
+            Route::Jwks => {
+                let mut response = json_response(
+                    StatusCode::OK,
+                    &serviceaccount::jwks(&self.issuer),
+                    Encoding::Json,
+                );
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/jwk-set+json"),
+                );
+                return Ok(response);
+            }
             // Only OpenAPI v3 is served; kubectl uses it for validation, patches and explain.
             Route::OpenApiV2 => return Err(ApiError::NoRoute),
             Route::Health | Route::Resource(_) => return Err(ApiError::NoRoute),
@@ -302,6 +356,14 @@ fn http_verb(method: &Method, route: Option<&Route>, query: &Query) -> String {
         }
         ref other => other.as_str().to_string(),
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is matched without
+/// regard to case, as kube-apiserver does: the Python client sends `bearer`.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn header_str(headers: &http::HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -405,4 +467,24 @@ pub fn watch_response(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn bearer_schemes_match_without_regard_to_case() {
+        let cases = [
+            ("Bearer abc", Some("abc")),
+            ("bearer abc", Some("abc")),
+            ("BEARER  abc ", Some("abc")),
+            ("Basic abc", None),
+            ("Bearer ", None),
+            ("Bearer", None),
+        ];
+        for (value, token) in cases {
+            assert_eq!(bearer_token(value), token, "{value:?}");
+        }
+    }
 }

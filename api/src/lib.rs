@@ -32,6 +32,7 @@ pub mod resources;
 mod reviews;
 pub mod selector;
 mod server;
+pub mod serviceaccount;
 pub mod storage;
 mod strategy;
 mod subresources;

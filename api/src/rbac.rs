@@ -57,9 +57,11 @@ impl Attributes {
     }
 }
 
-/// Paths every authenticated user may read.
-const PUBLIC_PATHS: [&str; 8] =
-    ["/api", "/apis", "/version", "/healthz", "/livez", "/readyz", "/openapi", "/.well-known"];
+/// Paths every authenticated user may read (`system:discovery` and
+/// `system:public-info-viewer`, which exist as ClusterRoles too). The service-account issuer
+/// documents are not among them: as in Kubernetes, RBAC grants them to service accounts.
+const PUBLIC_PATHS: [&str; 7] =
+    ["/api", "/apis", "/version", "/healthz", "/livez", "/readyz", "/openapi"];
 
 fn rule_allows(rule: &Value, attributes: &Attributes) -> bool {
     let list = |field: &str| -> Vec<&str> {
@@ -138,7 +140,7 @@ fn holds(held: &[&str], wanted: &str) -> bool {
 }
 
 /// Whether the rules a user holds cover every permission `rule` grants.
-fn covered(held: &[Value], rule: &Value) -> bool {
+pub(crate) fn covered(held: &[Value], rule: &Value) -> bool {
     let verbs = strings(rule, "verbs");
     let urls = strings(rule, "nonResourceURLs");
     if !urls.is_empty() {
@@ -362,8 +364,8 @@ mod tests {
     fn subjects_match_users_groups_and_service_accounts() {
         let user = User {
             name: "system:serviceaccount:dev:robot".into(),
-            uid: String::new(),
             groups: vec!["ops".into()],
+            ..User::default()
         };
         assert!(subject_matches(&json!({"kind": "ServiceAccount", "name": "robot"}), &user, "dev"));
         assert!(!subject_matches(
@@ -377,7 +379,7 @@ mod tests {
 
     #[test]
     fn forbidden_messages_read_like_kubernetes() {
-        let user = User { name: "bob".into(), uid: String::new(), groups: Vec::new() };
+        let user = User { name: "bob".into(), ..User::default() };
         let mut list = attributes("list", "", "pods", "", "");
         assert_eq!(
             list.forbidden(&user).to_string(),

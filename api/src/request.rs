@@ -10,6 +10,10 @@ pub enum Route {
     /// `/healthz`, `/livez`, `/readyz` and their per-check subpaths.
     Health,
     Metrics,
+    /// `/.well-known/openid-configuration`: the service-account issuer's OIDC document.
+    OpenIdConfiguration,
+    /// `/openid/v1/jwks`: the keys service-account tokens are signed with.
+    Jwks,
     OpenApiV2,
     OpenApiV3Index,
     /// `/openapi/v3/api/v1`, `/openapi/v3/apis/apps/v1`: the group and version.
@@ -55,6 +59,8 @@ pub fn route(path: &str) -> Option<Route> {
         ["version"] => Some(Route::Version),
         ["healthz" | "livez" | "readyz", ..] => Some(Route::Health),
         ["metrics"] => Some(Route::Metrics),
+        [".well-known", "openid-configuration"] => Some(Route::OpenIdConfiguration),
+        ["openid", "v1", "jwks"] => Some(Route::Jwks),
         ["openapi", "v2"] => Some(Route::OpenApiV2),
         ["openapi", "v3"] => Some(Route::OpenApiV3Index),
         ["openapi", "v3", "api", version] => {

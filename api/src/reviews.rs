@@ -15,7 +15,17 @@ fn user_info(user: &User) -> Value {
     if !user.uid.is_empty() {
         info["uid"] = json!(user.uid);
     }
+    if !user.extra.is_empty() {
+        info["extra"] = json!(user.extra);
+    }
     info
+}
+
+fn strings(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|items| items.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 fn attributes_of(spec: &Value) -> Attributes {
@@ -57,8 +67,17 @@ pub async fn review<S: KvStore>(
         }
         "TokenReview" => {
             let token = review.pointer("/spec/token").and_then(Value::as_str).unwrap_or("");
-            review["status"] = match api.token_user(token) {
-                Some(found) => json!({ "authenticated": true, "user": user_info(&found) }),
+            // Audiences the reviewer names, else the ones the API server accepts.
+            let mut wanted = strings(review.pointer("/spec/audiences"));
+            if wanted.is_empty() {
+                wanted = api.issuer.audiences.clone();
+            }
+            review["status"] = match api.token_user(token, &wanted).await? {
+                Some((found, audiences)) => json!({
+                    "authenticated": true,
+                    "user": user_info(&found),
+                    "audiences": audiences,
+                }),
                 None => json!({ "authenticated": false, "error": "invalid bearer token" }),
             };
         }
@@ -68,11 +87,10 @@ pub async fn review<S: KvStore>(
                 User {
                     name: spec.get("user").and_then(Value::as_str).unwrap_or("").to_string(),
                     uid: spec.get("uid").and_then(Value::as_str).unwrap_or("").to_string(),
-                    groups: spec
-                        .get("groups")
-                        .and_then(Value::as_array)
-                        .map(|g| g.iter().filter_map(Value::as_str).map(str::to_string).collect())
-                        .unwrap_or_default(),
+                    groups: strings(spec.get("groups")),
+                    extra: (spec.get("extra").and_then(Value::as_object).into_iter().flatten())
+                        .map(|(key, values)| (key.clone(), strings(Some(values))))
+                        .collect(),
                 }
             } else {
                 user.clone()

@@ -20,6 +20,7 @@ use crate::allocate::ServiceRanges;
 use crate::auth::{self, Tokens};
 use crate::handler::Api;
 use crate::node_proxy::NodeClient;
+use crate::serviceaccount::{Issuer, KeyError, SigningKey};
 
 /// How long a client may take for the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,6 +38,9 @@ pub struct ApiConfig {
     pub key_file: PathBuf,
     /// Static bearer tokens (`token,user,uid,"groups"` per line).
     pub token_file: Option<PathBuf>,
+    /// The service-account signing key (PKCS#8 PEM, ECDSA P-256), the same file on every
+    /// master: tokens one master signs must verify on all.
+    pub service_account_key_file: PathBuf,
     pub ranges: ServiceRanges,
     /// How often the store's history is compacted.
     pub compaction_interval: Duration,
@@ -48,6 +52,8 @@ pub enum ApiServerError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Tokens(#[from] auth::TokenFileError),
+    #[error(transparent)]
+    ServiceAccountKey(#[from] KeyError),
     #[error("binding {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -79,6 +85,7 @@ impl ApiServer {
             Some(path) => Tokens::load(path)?,
             None => Tokens::default(),
         };
+        let issuer = Issuer::new(SigningKey::load(&config.service_account_key_file)?);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ApiServerError::Bind { addr: config.listen, source })?;
@@ -90,7 +97,7 @@ impl ApiServer {
         let files =
             TlsFiles { ca: &config.ca_file, cert: &config.cert_file, key: &config.key_file };
         let nodes = NodeClient::new(files)?;
-        let api = Arc::new(Api::new(store, tokens, config, nodes));
+        let api = Arc::new(Api::new(store, tokens, issuer, config, nodes));
         tasks.spawn(api.clone().run_background(shutdown.clone(), tasks.clone()));
         tasks.spawn(accept_loop(listener, tls, api, shutdown.clone(), tasks.clone()));
         tracing::info!(address = %local_addr, "serving the Kubernetes API");

@@ -1,4 +1,5 @@
-//! Subresources: status, scale, binding, eviction and namespace finalize; a pod's log, exec,
+//! Subresources: status, scale, binding, eviction, namespace finalize and a service account's
+//! token ([`crate::serviceaccount`]); a pod's log, exec,
 //! attach and port-forward through its node's agent ([`crate::node_proxy`]). `proxy` answers
 //! 503: agents do not serve it yet.
 
@@ -148,6 +149,11 @@ pub async fn serve<S: KvStore>(
             let options = DeleteOptions::from_request(query, eviction.get("deleteOptions"))?;
             registry.delete(&target, &options).await?;
             Ok(json_response(StatusCode::CREATED, &deleted_status(&target), accept.encoding))
+        }
+        (Subresource::Token, "create") => {
+            let request = body_object(parts, &body)?;
+            let answer = crate::serviceaccount::create_token(api, &target, request, user).await?;
+            Ok(json_response(StatusCode::CREATED, &answer, accept.encoding))
         }
         (Subresource::Log, "get") => crate::node_proxy::log(api, parts, &target, query).await,
         (Subresource::Exec, "get" | "create") => {

@@ -81,13 +81,25 @@ impl Cluster {
 
     /// As [`Cluster::start`], with `agents` node agents (`agent-1`, …) too.
     pub fn start_with_agents(masters: usize, agents: usize) -> anyhow::Result<Cluster> {
+        Cluster::start_up(masters, &["--agents", &agents.to_string()])
+    }
+
+    /// As [`Cluster::start`], with `nodes` hollow nodes (`hollow-1`, …, simulated in one
+    /// process, member `hollow`) too.
+    pub fn start_with_hollow_nodes(masters: usize, nodes: usize) -> anyhow::Result<Cluster> {
+        Cluster::start_up(masters, &["--hollow-nodes", &nodes.to_string()])
+    }
+
+    /// Runs `flotilla up --masters N <extra>` in a fresh directory and waits for its `ready`.
+    fn start_up(masters: usize, extra: &[&str]) -> anyhow::Result<Cluster> {
         let dir = std::env::temp_dir().join(format!(
             "flotilla-test-{}-{}",
             std::process::id(),
             rand_suffix()
         ));
         let mut up = Command::new(flotilla_bin()?)
-            .args(["up", "--masters", &masters.to_string(), "--agents", &agents.to_string()])
+            .args(["up", "--masters", &masters.to_string()])
+            .args(extra)
             .arg("--dir")
             .arg(&dir)
             .stdout(Stdio::piped())

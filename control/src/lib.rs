@@ -22,6 +22,7 @@ mod nodes;
 mod objects;
 pub mod quantity;
 mod replicaset;
+mod root_ca;
 mod scheduler;
 mod scheduling;
 mod selector;
@@ -61,6 +62,9 @@ pub struct ControlConfig {
     /// included), kept current by the membership. While this master leads, they are published
     /// as the endpoints of the `default/kubernetes` Service.
     pub api_servers: tokio::sync::watch::Receiver<ApiServers>,
+    /// The cluster CA bundle (PEM) published to every namespace as the ConfigMap
+    /// `kube-root-ca.crt`, for pods to verify the API server with.
+    pub root_ca: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +89,12 @@ impl ControlPlane {
         let controllers = Arc::new(client);
         let liveness = config.liveness;
         let api_servers = config.api_servers;
+        let root_ca = config.root_ca;
         tasks.spawn(elector.lead(shutdown.clone(), move |term| {
             let client = (*controllers).clone();
             let liveness = liveness.clone();
             let api_servers = api_servers.clone();
+            let root_ca = root_ca.clone();
             async move {
                 // Pods and nodes are watched once for the controllers that need them.
                 let pods = controller::shared::<Pod>(client.clone(), term.clone(), 6);
@@ -116,6 +122,7 @@ impl ControlPlane {
                     endpoints::run(client.clone(), term.clone(), endpoints, node_cache.clone()),
                     volumes::run(client.clone(), term.clone(), node_cache.clone(), volume_nodes),
                     serviceaccounts::run(client.clone(), term.clone()),
+                    root_ca::run(client.clone(), term.clone(), root_ca),
                     kubernetes_service::run(client.clone(), term.clone(), api_servers),
                     nodes::run(client.clone(), term.clone(), node_cache.clone()),
                     nodes::lifecycle::run(

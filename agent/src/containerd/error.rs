@@ -52,6 +52,8 @@ pub enum ContainerdError {
     CriPluginFailed { status: String, log: PathBuf, tail: String },
     #[error("`ctr {args}` failed: {reason}")]
     Ctr { args: String, reason: String },
+    #[error("no containerd answers at {socket}: is the node's agent running? (it imports the archives in its image directories when it starts)")]
+    NotRunning { socket: PathBuf },
     #[error("importing the image archive {file}: {reason}")]
     Import { file: PathBuf, reason: String },
     #[error(

@@ -16,6 +16,8 @@ const SOCKET_PATH_LIMIT: usize = 107;
 const TTRPC_SUFFIX: &str = ".ttrpc";
 /// Linux interface names are at most 15 bytes (`IFNAMSIZ` is 16 with the NUL).
 const INTERFACE_NAME_LIMIT: usize = 15;
+/// containerd's volatile state directory, under the base.
+const STATE_DIR: &str = "state";
 /// The parent of every node's pod cgroups (cgroupfs driver paths).
 const CGROUP_ROOT: &str = "/flotilla";
 
@@ -38,7 +40,7 @@ impl Layout {
         let hash = format!("{:010x}", fnv1a(node.as_bytes()) & 0xff_ffff_ffff);
         let layout = Layout {
             node: node.to_string(),
-            base: data_dir.join("containerd"),
+            base: base_in(&data_dir),
             bridge: format!("flot-{hash}"),
             network: format!("flotilla-{hash}"),
         };
@@ -73,12 +75,18 @@ impl Layout {
     /// containerd's volatile state: sockets, task bundles, sandbox network namespaces. Nothing
     /// in it outlives `reset`.
     pub fn state(&self) -> PathBuf {
-        self.base.join("state")
+        self.base.join(STATE_DIR)
     }
 
     /// containerd's gRPC socket, which CRI clients and `ctr` use.
     pub fn socket(&self) -> PathBuf {
-        self.state().join("containerd.sock")
+        socket_in(&self.base)
+    }
+
+    /// The gRPC socket of the containerd an agent with `data_dir` runs, whatever its node:
+    /// for tools that reach a running node's containerd (`flotilla image import`).
+    pub fn socket_of(data_dir: &Path) -> PathBuf {
+        socket_in(&base_in(data_dir))
     }
 
     /// containerd's ttrpc socket (for shims); the gRPC socket with a suffix.
@@ -135,10 +143,24 @@ impl Layout {
         &self.network
     }
 
+    /// The nftables table (family `ip`) of the node's node ports for other machines: named as
+    /// the CNI network, whose plugins name no table of their own after it.
+    pub fn node_port_table(&self) -> &str {
+        &self.network
+    }
+
     /// The cgroup (cgroupfs path) under which this node's pod cgroups go: see [`cgroup_parent`].
     pub fn cgroup_parent(&self) -> String {
         cgroup_parent(&self.node)
     }
+}
+
+fn base_in(data_dir: &Path) -> PathBuf {
+    data_dir.join("containerd")
+}
+
+fn socket_in(base: &Path) -> PathBuf {
+    base.join(STATE_DIR).join("containerd.sock")
 }
 
 /// The cgroup (a cgroupfs driver path) under which node `node` puts its pod cgroups, as
@@ -216,6 +238,7 @@ mod tests {
         // Pinned: a changed hash would strand the bridges and rules of older agents.
         assert_eq!(first.bridge(), "flot-c2207879c3");
         assert_eq!(first.network(), "flotilla-c2207879c3");
+        assert_eq!(first.node_port_table(), "flotilla-c2207879c3");
         let long = Layout::new(Path::new("/a"), &"n".repeat(253)).unwrap();
         for layout in [&first, &second, &long] {
             assert!(layout.bridge().len() <= INTERFACE_NAME_LIMIT, "{}", layout.bridge());

@@ -2,8 +2,9 @@
 //!
 //! The vocabulary is the CRI v1 message types themselves (as kubelet's `internalapi.RuntimeService`
 //! does): translating a Pod into a `PodSandboxConfig` is the agent's pure logic, and the runtime
-//! only executes. Implementations: [`CriRuntime`](super::CriRuntime) over containerd's socket;
-//! in-memory and fault-injecting ones belong beside it when the agent's sync loop is written.
+//! only executes. Implementations: [`CriRuntime`](super::CriRuntime) over containerd's socket,
+//! and [`HollowRuntime`](super::HollowRuntime), which keeps everything in memory and runs
+//! nothing (hollow nodes).
 
 use std::future::Future;
 use std::time::Duration;

@@ -27,6 +27,9 @@ mod env;
 #[cfg(test)]
 mod tests;
 
+/// The downward API readers env vars use, shared with the agent's downward API volumes.
+pub(crate) use env::{format_map, resource_value, subscripted};
+
 /// Label naming the container.
 pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 /// Annotation holding the spec hash the container was created with.

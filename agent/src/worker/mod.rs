@@ -9,6 +9,8 @@
 //!   then): workers start after it, and sandboxes the runtime holds for pods absent from the
 //!   API are removed only after it, so a restarted agent keeps its pods running.
 
+mod containers;
+mod hooks;
 mod observe;
 mod probe;
 pub(crate) mod sync;

@@ -224,7 +224,7 @@ fn port_number(port: &IntOrString, container: &Container) -> Result<u16, String>
 }
 
 /// Runs the probe once; `Err` carries the message kubelet shows.
-async fn execute<R: Runtime>(
+pub(super) async fn execute<R: Runtime>(
     runtime: &R,
     probe: &Probe,
     target: &Target,

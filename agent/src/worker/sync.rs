@@ -13,10 +13,7 @@ use std::time::Duration;
 
 use flotilla_control::events::{reference, EventType, Recorder};
 use jiff::Timestamp;
-use k8s_cri::v1::PodSandboxConfig;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ObjectReference, Pod, PodStatus, Secret, Service,
-};
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod, PodStatus, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::Store;
@@ -25,13 +22,14 @@ use tokio::sync::Notify;
 
 use super::observe::{observe, sandbox_state, Sandboxes};
 use super::probe::{Prober, Target};
-use super::volumes::{self, Sources};
+use super::volumes::token::TokenCache;
+use super::volumes::{self, Scope, Sources};
 use crate::containerd::{cgroup_dirs, mount_points_under};
 use crate::cri::{CriError, Runtime};
-use crate::pods::container::{self, Context, ImageUser};
+use crate::pods::container::Context;
 use crate::pods::event::PodEvent;
 use crate::pods::observed::{ContainerState, Observed, RunState, StartFailure};
-use crate::pods::restart::{decide, Backoff, Start};
+use crate::pods::restart::{decide, Backoff};
 use crate::pods::sandbox::{self, NodeSettings};
 use crate::pods::status::pod_status;
 
@@ -61,6 +59,8 @@ pub(crate) struct PodState {
     pub backoff: Backoff,
     pub start_failures: BTreeMap<String, StartFailure>,
     pub prober: Prober,
+    /// Service account tokens of the pod's projected volumes, refreshed when due.
+    pub tokens: TokenCache,
 }
 
 impl PodState {
@@ -70,6 +70,7 @@ impl PodState {
             backoff: Backoff::default(),
             start_failures: BTreeMap::new(),
             prober: Prober::new(wake),
+            tokens: TokenCache::default(),
         }
     }
 }
@@ -101,16 +102,22 @@ pub(crate) struct Syncer<R> {
     pub services: Store<Service>,
 }
 
-fn uid_of(pod: &Pod) -> &str {
+pub(super) fn uid_of(pod: &Pod) -> &str {
     pod.metadata.uid.as_deref().unwrap_or_default()
 }
 
-fn namespace_of(pod: &Pod) -> &str {
+pub(super) fn namespace_of(pod: &Pod) -> &str {
     pod.metadata.namespace.as_deref().unwrap_or("default")
 }
 
+/// The pod as kubelet names it in messages: `name_namespace(uid)`.
+pub(super) fn kubelet_pod_name(pod: &Pod) -> String {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    format!("{name}_{}({})", namespace_of(pod), uid_of(pod))
+}
+
 /// The grace period containers get when stopped: the deletion's, else the pod's.
-fn grace_period(pod: &Pod) -> Duration {
+pub(super) fn grace_period(pod: &Pod) -> Duration {
     let seconds = pod
         .metadata
         .deletion_grace_period_seconds
@@ -119,28 +126,14 @@ fn grace_period(pod: &Pod) -> Duration {
 }
 
 /// The spec container (init or regular) named `name`.
-fn container_named<'p>(pod: &'p Pod, name: &str) -> Option<&'p Container> {
+pub(super) fn container_named<'p>(pod: &'p Pod, name: &str) -> Option<&'p Container> {
     let spec = pod.spec.as_ref()?;
     spec.init_containers.iter().flatten().chain(&spec.containers).find(|c| c.name == name)
 }
 
 /// An init container that keeps running beside the app containers (restartPolicy Always).
-fn is_sidecar(container: &Container) -> bool {
+pub(super) fn is_sidecar(container: &Container) -> bool {
     container.restart_policy.as_deref() == Some("Always")
-}
-
-/// Kubernetes' defaulting of `imagePullPolicy`: `Always` for `:latest` or untagged images.
-fn pull_policy(container: &Container) -> &str {
-    if let Some(policy) = container.image_pull_policy.as_deref().filter(|p| !p.is_empty()) {
-        return policy;
-    }
-    let image = container.image.as_deref().unwrap_or_default();
-    let name = image.split('@').next().unwrap_or(image);
-    let tag = name.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')).map(|(_, tag)| tag);
-    match tag {
-        None | Some("latest") => "Always",
-        Some(_) => "IfNotPresent",
-    }
 }
 
 /// A JSON merge patch turning `old` into `new`: changed members set, removed ones null.
@@ -169,7 +162,7 @@ pub(crate) fn merge_patch(old: &Value, new: &Value) -> Value {
 }
 
 /// The event reference of a pod's container: the pod, with the container's field path.
-fn container_reference(pod: &Pod, name: &str) -> ObjectReference {
+pub(super) fn container_reference(pod: &Pod, name: &str) -> ObjectReference {
     let mut involved = reference(pod);
     let init = pod
         .spec
@@ -218,7 +211,7 @@ fn remove_cgroup(parent: &str) {
 }
 
 impl<R: Runtime> Syncer<R> {
-    async fn record(&self, pod: &Pod, event: &PodEvent) {
+    pub(super) async fn record(&self, pod: &Pod, event: &PodEvent) {
         let involved = match &event.container {
             Some(name) => container_reference(pod, name),
             None => reference(pod),
@@ -255,8 +248,16 @@ impl<R: Runtime> Syncer<R> {
         }
 
         let grace = grace_period(pod);
-        let kills =
-            decision.kill.iter().map(|kill| self.runtime.stop_container(&kill.container_id, grace));
+        let pod_ip = self.pod_ip(observed.sandbox.as_ref());
+        let kills = decision.kill.iter().map(|kill| {
+            let target = container_named(pod, &kill.name).map(|container| Target {
+                container_id: kill.container_id.clone(),
+                container: container.clone(),
+                pod_ip: pod_ip.clone(),
+                reference: container_reference(pod, &kill.name),
+            });
+            self.stop_container(pod, &kill.container_id, target, grace)
+        });
         for (kill, outcome) in decision.kill.iter().zip(futures::future::join_all(kills).await) {
             if let Err(err) = outcome {
                 tracing::warn!(pod = %uid, container = %kill.name, error = %err, "stopping a container");
@@ -278,7 +279,7 @@ impl<R: Runtime> Syncer<R> {
         if starting {
             retry_soon |= !self.create_and_start(pod, state, &decision, &observed).await?;
         } else if pod.metadata.deletion_timestamp.is_none() {
-            self.refresh_volumes(pod).await?;
+            self.refresh_volumes(pod, state).await?;
         }
         for (name, failure) in &decision.held {
             state.start_failures.insert(name.clone(), failure.clone());
@@ -314,16 +315,17 @@ impl<R: Runtime> Syncer<R> {
         Ok(Outcome::Again(if retry_soon { Some(RETRY) } else { requeue }))
     }
 
-    /// Rewrites the pod's ConfigMap and Secret volumes from the objects as they are now, so a
-    /// change reaches running containers (within a resync).
-    async fn refresh_volumes(&self, pod: &Pod) -> Result<(), SyncError> {
-        let (config_maps, secrets) = volumes::referenced(pod);
+    /// Rewrites the files of the pod's configMap, secret, downwardAPI and projected volumes
+    /// from the objects and the pod as they are now, so a change reaches running containers
+    /// (a label change at once, an object change within a resync). Unchanged files are left
+    /// alone; tokens are requested only when due.
+    async fn refresh_volumes(&self, pod: &Pod, state: &mut PodState) -> Result<(), SyncError> {
         let pod_dir = self.pod_dir(pod);
-        if (config_maps.is_empty() && secrets.is_empty()) || !pod_dir.exists() {
+        if !volumes::has_updated_volumes(pod) || !pod_dir.exists() {
             return Ok(());
         }
-        let sources = self.sources(pod).await?;
-        if let Err(err) = volumes::set_up(pod, &pod_dir, &sources) {
+        let sources = self.sources(pod, state, Scope::Refresh).await?;
+        if let Err(err) = volumes::refresh(pod, &pod_dir, &sources, Timestamp::now()) {
             self.record(pod, &PodEvent::warning("FailedMount", err.to_string())).await;
         }
         Ok(())
@@ -337,11 +339,7 @@ impl<R: Runtime> Syncer<R> {
         if pod.metadata.deletion_timestamp.is_some() {
             return Vec::new();
         }
-        let pod_ip = if sandbox.host_network {
-            self.node.host_ips.first().cloned().unwrap_or_default()
-        } else {
-            sandbox.ips.first().cloned().unwrap_or_default()
-        };
+        let pod_ip = self.pod_ip(Some(sandbox));
         observed
             .containers
             .iter()
@@ -395,8 +393,8 @@ impl<R: Runtime> Syncer<R> {
             self.record(pod, &PodEvent::warning("FailedCreatePodSandBox", message)).await;
             return Ok(false);
         }
-        let sources = self.sources(pod).await?;
-        let volumes = match volumes::set_up(pod, &pod_dir, &sources) {
+        let sources = self.sources(pod, state, Scope::Start).await?;
+        let volumes = match volumes::set_up(pod, &pod_dir, &sources, Timestamp::now()) {
             Ok(volumes) => volumes,
             Err(err) => {
                 self.record(pod, &PodEvent::warning("FailedMount", err.to_string())).await;
@@ -457,122 +455,6 @@ impl<R: Runtime> Syncer<R> {
         Ok(true)
     }
 
-    /// Creates and starts one container, pulling its image as its policy says.
-    #[allow(clippy::too_many_arguments)]
-    async fn start(
-        &self,
-        pod: &Pod,
-        container: &Container,
-        start: &Start,
-        sandbox_id: &str,
-        sandbox_config: &PodSandboxConfig,
-        base: &Context,
-        state: &mut PodState,
-    ) -> Result<(), StartFailure> {
-        let (image_ref, image_user) =
-            self.ensure_image(pod, container, sandbox_config, state).await?;
-        let context = Context {
-            restart_count: start.restart_count,
-            image_ref: Some(image_ref),
-            image_user,
-            ..base.clone()
-        };
-        let failed =
-            |reason: &str, message: String| StartFailure { reason: reason.to_owned(), message };
-        let config = match container::config(pod, container, &context) {
-            Ok(config) => config,
-            Err(err) => {
-                let message = format!("Error: {err}");
-                self.record(pod, &PodEvent::warning("Failed", message).on(&container.name)).await;
-                return Err(StartFailure::from(&err));
-            }
-        };
-        let id = match self
-            .runtime
-            .create_container(sandbox_id, config, sandbox_config.clone())
-            .await
-        {
-            Ok(id) => id,
-            Err(err) => {
-                let message = format!("Error: {err}");
-                self.record(pod, &PodEvent::warning("Failed", message.clone()).on(&container.name))
-                    .await;
-                return Err(failed("CreateContainerError", message));
-            }
-        };
-        let created = format!("Created container: {}", container.name);
-        self.record(pod, &PodEvent::normal("Created", created).on(&container.name)).await;
-        if let Err(err) = self.runtime.start_container(&id).await {
-            let message = format!("Error: {err}");
-            self.record(pod, &PodEvent::warning("Failed", message.clone()).on(&container.name))
-                .await;
-            return Err(failed("RunContainerError", message));
-        }
-        let started = format!("Started container {}", container.name);
-        self.record(pod, &PodEvent::normal("Started", started).on(&container.name)).await;
-        Ok(())
-    }
-
-    /// Returns the image's reference and default user, pulling it when its policy says so.
-    async fn ensure_image(
-        &self,
-        pod: &Pod,
-        container: &Container,
-        sandbox_config: &PodSandboxConfig,
-        state: &mut PodState,
-    ) -> Result<(String, Option<ImageUser>), StartFailure> {
-        let image = container.image.clone().unwrap_or_default();
-        let now = Timestamp::now();
-        let on = |event: PodEvent| event.on(&container.name);
-        let policy = pull_policy(container);
-        let present = match self.runtime.image_status(&image).await {
-            Ok(found) => found,
-            Err(err) => {
-                let message = format!("checking image {image:?}: {err}");
-                return Err(StartFailure { reason: "ErrImageInspect".into(), message });
-            }
-        };
-        if let Some(found) = present.filter(|_| policy != "Always") {
-            let message = format!("Container image \"{image}\" already present on machine");
-            self.record(pod, &on(PodEvent::normal("Pulled", message))).await;
-            let user = match (&found.uid, found.username.as_str()) {
-                (Some(uid), _) => Some(ImageUser::Uid(uid.value)),
-                (None, "") => None,
-                (None, name) => Some(ImageUser::Name(name.to_owned())),
-            };
-            return Ok((found.id, user));
-        }
-        if policy == "Never" {
-            let message =
-                format!("Container image \"{image}\" is not present with pull policy of Never");
-            self.record(pod, &on(PodEvent::warning("ErrImageNeverPull", message.clone()))).await;
-            return Err(StartFailure { reason: "ErrImageNeverPull".into(), message });
-        }
-        if let Some((failure, event)) = state.backoff.image_pull_held(pod, container, now) {
-            self.record(pod, &on(event)).await;
-            return Err(failure);
-        }
-        self.record(pod, &on(PodEvent::normal("Pulling", format!("Pulling image \"{image}\""))))
-            .await;
-        let started = std::time::Instant::now();
-        match self.runtime.pull_image(&image, Some(sandbox_config.clone())).await {
-            Ok(reference) => {
-                let message = format!(
-                    "Successfully pulled image \"{image}\" in {:.3}s",
-                    started.elapsed().as_secs_f64()
-                );
-                self.record(pod, &on(PodEvent::normal("Pulled", message))).await;
-                Ok((reference, None))
-            }
-            Err(err) => {
-                let (failure, event) =
-                    state.backoff.image_pull_failed(pod, container, &err.to_string(), now);
-                self.record(pod, &on(event)).await;
-                Err(failure)
-            }
-        }
-    }
-
     /// Writes the pod's managed `/etc/hosts`; `None` (no mount) when it cannot be written.
     fn write_hosts_file(&self, pod: &Pod, pod_dir: &Path, pod_ips: &[String]) -> Option<String> {
         let domain = &self.node.settings.dns.cluster_domain;
@@ -587,25 +469,15 @@ impl<R: Runtime> Syncer<R> {
         }
     }
 
-    /// The ConfigMaps and Secrets the pod references; absent ones are left out (the pure core
-    /// and the volume setup say what that means for the pod).
-    async fn sources(&self, pod: &Pod) -> Result<Sources, SyncError> {
-        let namespace = namespace_of(pod);
-        let (config_map_names, secret_names) = volumes::referenced(pod);
-        let mut sources = Sources::default();
-        let config_maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-        for name in config_map_names {
-            if let Some(found) = config_maps.get_opt(&name).await? {
-                sources.config_maps.insert(name, found);
-            }
-        }
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        for name in secret_names {
-            if let Some(found) = secrets.get_opt(&name).await? {
-                sources.secrets.insert(name, found);
-            }
-        }
-        Ok(sources)
+    /// What the pod's containers and volumes read ([`volumes::fetch`]).
+    async fn sources(
+        &self,
+        pod: &Pod,
+        state: &mut PodState,
+        scope: Scope,
+    ) -> Result<Sources, SyncError> {
+        let allocatable = &self.node.allocatable;
+        Ok(volumes::fetch(&self.client, pod, scope, &mut state.tokens, allocatable).await?)
     }
 
     /// Writes `status` as a merge patch from the pod's current status, if it differs.
@@ -730,26 +602,6 @@ mod tests {
             ..Observed::default()
         };
         assert_eq!(dead_instances(&observed), ["a1"]);
-    }
-
-    #[test]
-    fn pull_policy_defaults_as_kubernetes() {
-        let cases = [
-            ("busybox", None, "Always"),
-            ("busybox:latest", None, "Always"),
-            ("busybox:1.36", None, "IfNotPresent"),
-            ("registry:5000/busybox", None, "Always"),
-            ("registry:5000/busybox:1", None, "IfNotPresent"),
-            ("busybox:1.36", Some("Never"), "Never"),
-        ];
-        for (image, policy, expected) in cases {
-            let container = Container {
-                image: Some(image.into()),
-                image_pull_policy: policy.map(str::to_owned),
-                ..Container::default()
-            };
-            assert_eq!(pull_policy(&container), expected, "{image}");
-        }
     }
 
     #[test]

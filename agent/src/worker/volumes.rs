@@ -3,69 +3,175 @@
 //!
 //! - `emptyDir`: a directory that lives as long as the pod (medium `Memory` is a tmpfs).
 //! - `hostPath`: the node's path, checked against its `type` (`DirectoryOrCreate` creates it).
-//! - `configMap` and `secret`: one file per key (or per listed item), rewritten on every sync so
-//!   a changed object reaches the running containers.
+//! - `configMap`, `secret`, `downwardAPI` and `projected` (configMap, secret, downwardAPI and
+//!   serviceAccountToken sources): files written by the [`atomic::AtomicWriter`], rewritten on
+//!   every sync when their contents change, so a changed object or label reaches running
+//!   containers all at once.
+//! - `persistentVolumeClaim`: the path of the claim's bound PersistentVolume when it is a
+//!   `hostPath` or `local` one ([`claim`]).
 //!
-//! Other volume types fail with a message naming the volume, shown as a `FailedMount` event; the
-//! pod stays in `ContainerCreating`, as it would with kubelet when a mount cannot be set up.
+//! What the volumes read is gathered into [`Sources`] first ([`referenced`] names it,
+//! [`fetch`] gets it through the API); everything else here touches only the filesystem.
+//! Other volume types, and volumes whose sources are missing, fail with a message naming the
+//! volume, shown as a `FailedMount` event; the pod stays in `ContainerCreating`, as it would
+//! with kubelet when a mount cannot be set up.
+
+mod atomic;
+mod claim;
+mod downward;
+mod fetch;
+mod host_path;
+mod objects;
+mod projected;
+pub(crate) mod token;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret, Volume};
-use k8s_openapi::ByteString;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::containerd::mount_points_under;
 use crate::pods::container::HostVolume;
+use atomic::{AtomicWriteError, AtomicWriter, Payload};
+use claim::{ClaimError, ClaimedPath};
+use downward::DownwardError;
+use host_path::{check_host_path, HostPathError};
+use objects::{ObjectError, ObjectKind};
+use projected::ProjectedError;
+use token::{TokenError, TokenKey};
+
+pub(crate) use fetch::{fetch, Scope};
+
+/// The API's default `defaultMode` of configMap, secret and downwardAPI volumes.
+const DEFAULT_MODE: i32 = 0o644;
 
 /// Why a volume could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum VolumeError {
+    /// Boxed: the reasons are large and the happy path should not pay for them.
     #[error("MountVolume.SetUp failed for volume {volume:?} : {reason}")]
-    SetUp { volume: String, reason: String },
+    SetUp { volume: String, reason: Box<SetUpError> },
 }
 
-/// A volume's files: relative path → contents and mode (the volume's default when `None`).
-type Files = BTreeMap<String, (Vec<u8>, Option<i32>)>;
+/// What went wrong setting up one volume.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SetUpError {
+    #[error(transparent)]
+    HostPath(#[from] HostPathError),
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    #[error(transparent)]
+    Downward(#[from] DownwardError),
+    #[error(transparent)]
+    Projected(#[from] ProjectedError),
+    #[error(transparent)]
+    Write(#[from] AtomicWriteError),
+    /// A `persistentVolumeClaim` that does not lead to a usable volume.
+    #[error("error processing PVC {namespace}/{claim}: {reason}")]
+    Claim { namespace: String, claim: String, reason: ClaimError },
+    /// A `local` PersistentVolume whose path is not on this node.
+    #[error("local volume path {path:?} does not exist")]
+    LocalPathMissing { path: String },
+    /// Preparing the volume's directory failed.
+    #[error("{action} {path}: {message}")]
+    Io { action: &'static str, path: String, message: String },
+    /// A volume type the agent has no plugin for.
+    #[error(
+        "this volume type is not supported by the Flotilla agent yet (emptyDir, hostPath, \
+         configMap, secret, downwardAPI, projected and persistentVolumeClaim are)"
+    )]
+    Unsupported,
+}
 
-/// The objects the pod's volumes read, fetched by the caller.
+/// The objects and node facts the pod's volumes read, gathered by the caller.
 #[derive(Debug, Default)]
 pub(crate) struct Sources {
     pub config_maps: BTreeMap<String, ConfigMap>,
     pub secrets: BTreeMap<String, Secret>,
+    /// PersistentVolumeClaims of the pod's namespace, by name.
+    pub claims: BTreeMap<String, PersistentVolumeClaim>,
+    /// The PersistentVolumes those claims are bound to, by name.
+    pub persistent_volumes: BTreeMap<String, PersistentVolume>,
+    /// The service account token of each `serviceAccountToken` source, or why there is none.
+    pub tokens: BTreeMap<TokenKey, Result<String, TokenError>>,
+    /// The node's allocatable resources, for downward API limits a container does not set.
+    pub node_allocatable: BTreeMap<String, Quantity>,
 }
 
-/// The ConfigMap and Secret names the pod's volumes and containers reference.
-pub(crate) fn referenced(pod: &Pod) -> (Vec<String>, Vec<String>) {
-    let mut config_maps = Vec::new();
-    let mut secrets = Vec::new();
-    let Some(spec) = pod.spec.as_ref() else { return (config_maps, secrets) };
+/// The names of the objects a pod reads, for the caller to fetch.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct References {
+    /// ConfigMaps of volumes, projections and the containers' environment.
+    pub config_maps: Vec<String>,
+    /// Secrets of volumes, projections and the containers' environment.
+    pub secrets: Vec<String>,
+    /// PersistentVolumeClaims of volumes.
+    pub claims: Vec<String>,
+}
+
+/// The ConfigMaps, Secrets and claims the pod's volumes (projected sources included) and
+/// containers reference, sorted and without duplicates.
+pub(crate) fn referenced(pod: &Pod) -> References {
+    let mut out = References::default();
+    let Some(spec) = pod.spec.as_ref() else { return out };
     for volume in spec.volumes.iter().flatten() {
         if let Some(source) = &volume.config_map {
-            config_maps.push(source.name.clone());
+            out.config_maps.push(source.name.clone());
         }
         if let Some(name) = volume.secret.as_ref().and_then(|s| s.secret_name.clone()) {
-            secrets.push(name);
+            out.secrets.push(name);
+        }
+        if let Some(claim) = &volume.persistent_volume_claim {
+            out.claims.push(claim.claim_name.clone());
+        }
+        let projections = volume.projected.as_ref().and_then(|p| p.sources.as_ref());
+        for projection in projections.into_iter().flatten() {
+            out.config_maps.extend(projection.config_map.as_ref().map(|m| m.name.clone()));
+            out.secrets.extend(projection.secret.as_ref().map(|s| s.name.clone()));
         }
     }
     let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
     for container in containers {
         for from in container.env_from.iter().flatten() {
-            config_maps.extend(from.config_map_ref.as_ref().map(|r| r.name.clone()));
-            secrets.extend(from.secret_ref.as_ref().map(|r| r.name.clone()));
+            out.config_maps.extend(from.config_map_ref.as_ref().map(|r| r.name.clone()));
+            out.secrets.extend(from.secret_ref.as_ref().map(|r| r.name.clone()));
         }
         for env in container.env.iter().flatten() {
             let source = env.value_from.as_ref();
-            config_maps
-                .extend(source.and_then(|s| s.config_map_key_ref.as_ref()).map(|r| r.name.clone()));
-            secrets.extend(source.and_then(|s| s.secret_key_ref.as_ref()).map(|r| r.name.clone()));
+            let map = source.and_then(|s| s.config_map_key_ref.as_ref()).map(|r| r.name.clone());
+            out.config_maps.extend(map);
+            out.secrets
+                .extend(source.and_then(|s| s.secret_key_ref.as_ref()).map(|r| r.name.clone()));
         }
     }
-    config_maps.sort();
-    config_maps.dedup();
-    secrets.sort();
-    secrets.dedup();
-    (config_maps, secrets)
+    for names in [&mut out.config_maps, &mut out.secrets, &mut out.claims] {
+        names.retain(|name| !name.is_empty());
+        names.sort();
+        names.dedup();
+    }
+    out
+}
+
+/// Whether a volume's files follow objects or the pod's metadata, and so are rewritten on
+/// every sync of a running pod.
+fn is_updated(volume: &Volume) -> bool {
+    volume.config_map.is_some()
+        || volume.secret.is_some()
+        || volume.downward_api.is_some()
+        || volume.projected.is_some()
+}
+
+/// Whether the pod has volumes [`refresh`] rewrites.
+pub(crate) fn has_updated_volumes(pod: &Pod) -> bool {
+    volumes_of(pod).any(is_updated)
+}
+
+fn volumes_of(pod: &Pod) -> impl Iterator<Item = &Volume> {
+    pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten()
 }
 
 /// Sets up every volume of `pod` under `pod_dir` and returns where each is on the host.
@@ -73,183 +179,139 @@ pub(crate) fn set_up(
     pod: &Pod,
     pod_dir: &Path,
     sources: &Sources,
+    now: Timestamp,
 ) -> Result<BTreeMap<String, HostVolume>, VolumeError> {
     let mut out = BTreeMap::new();
-    for volume in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
-        let fail = |reason: String| VolumeError::SetUp { volume: volume.name.clone(), reason };
-        let host = set_up_one(volume, pod_dir, sources).map_err(fail)?;
+    for volume in volumes_of(pod) {
+        let fail =
+            |reason| VolumeError::SetUp { volume: volume.name.clone(), reason: Box::new(reason) };
+        let host = set_up_one(pod, volume, pod_dir, sources, now).map_err(fail)?;
         out.insert(volume.name.clone(), host);
     }
     Ok(out)
 }
 
-fn set_up_one(volume: &Volume, pod_dir: &Path, sources: &Sources) -> Result<HostVolume, String> {
+/// Rewrites the files of the pod's configMap, secret, downwardAPI and projected volumes of a
+/// running pod where their contents changed; the other volumes stay as set up.
+pub(crate) fn refresh(
+    pod: &Pod,
+    pod_dir: &Path,
+    sources: &Sources,
+    now: Timestamp,
+) -> Result<(), VolumeError> {
+    for volume in volumes_of(pod).filter(|volume| is_updated(volume)) {
+        let fail =
+            |reason| VolumeError::SetUp { volume: volume.name.clone(), reason: Box::new(reason) };
+        set_up_one(pod, volume, pod_dir, sources, now).map_err(fail)?;
+    }
+    Ok(())
+}
+
+fn set_up_one(
+    pod: &Pod,
+    volume: &Volume,
+    pod_dir: &Path,
+    sources: &Sources,
+    now: Timestamp,
+) -> Result<HostVolume, SetUpError> {
     let plugin_dir = |plugin: &str| pod_dir.join("volumes").join(plugin).join(&volume.name);
     let writable =
-        |path: PathBuf| HostVolume { host_path: path.display().to_string(), read_only: false };
+        |path: &Path| HostVolume { host_path: path.display().to_string(), read_only: false };
+    // Files written by the agent are mounted read-only, as kubelet mounts them.
+    let written = |plugin: &str, payload: Payload| -> Result<HostVolume, SetUpError> {
+        let dir = plugin_dir(plugin);
+        AtomicWriter::new(&dir).write(&payload, now)?;
+        Ok(HostVolume { host_path: dir.display().to_string(), read_only: true })
+    };
     if let Some(empty) = &volume.empty_dir {
         let dir = plugin_dir("kubernetes.io~empty-dir");
         create_dir(&dir)?;
         if empty.medium.as_deref() == Some("Memory") {
             mount_tmpfs(&dir)?;
         }
-        return Ok(writable(dir));
+        return Ok(writable(&dir));
     }
     if let Some(host) = &volume.host_path {
         let path = PathBuf::from(&host.path);
         check_host_path(&path, host.type_.as_deref().unwrap_or(""))?;
-        return Ok(writable(path));
+        return Ok(writable(&path));
     }
     if let Some(source) = &volume.config_map {
-        let dir = plugin_dir("kubernetes.io~configmap");
-        let files = match sources.config_maps.get(&source.name) {
-            Some(map) => config_map_files(map),
-            None if source.optional == Some(true) => BTreeMap::new(),
-            None => return Err(format!("configmap {:?} not found", source.name)),
-        };
-        let files = select(files, source.items.as_deref(), "configmap", &source.name)?;
-        write_files(&dir, &files, source.default_mode.unwrap_or(0o644))?;
-        return Ok(HostVolume { host_path: dir.display().to_string(), read_only: true });
+        let data = sources.config_maps.get(&source.name).map(objects::config_map_data);
+        let payload = objects::payload(
+            ObjectKind::ConfigMap,
+            &source.name,
+            data,
+            source.items.as_deref(),
+            source.default_mode.unwrap_or(DEFAULT_MODE),
+            source.optional == Some(true),
+        )?;
+        return written("kubernetes.io~configmap", payload);
     }
     if let Some(source) = &volume.secret {
         let name = source.secret_name.clone().unwrap_or_default();
-        let dir = plugin_dir("kubernetes.io~secret");
-        let files = match sources.secrets.get(&name) {
-            Some(secret) => secret_files(secret),
-            None if source.optional == Some(true) => BTreeMap::new(),
-            None => return Err(format!("secret {name:?} not found")),
-        };
-        let files = select(files, source.items.as_deref(), "secret", &name)?;
-        write_files(&dir, &files, source.default_mode.unwrap_or(0o644))?;
-        return Ok(HostVolume { host_path: dir.display().to_string(), read_only: true });
+        let data = sources.secrets.get(&name).map(objects::secret_data);
+        let payload = objects::payload(
+            ObjectKind::Secret,
+            &name,
+            data,
+            source.items.as_deref(),
+            source.default_mode.unwrap_or(DEFAULT_MODE),
+            source.optional == Some(true),
+        )?;
+        return written("kubernetes.io~secret", payload);
     }
-    Err("this volume type is not supported by the Flotilla agent yet (emptyDir, hostPath, \
-         configMap and secret are)"
-        .to_owned())
+    if let Some(source) = &volume.downward_api {
+        let items = source.items.as_deref().unwrap_or_default();
+        let mode = source.default_mode.unwrap_or(DEFAULT_MODE);
+        let payload = downward::payload(pod, items, mode, &sources.node_allocatable)?;
+        return written("kubernetes.io~downward-api", payload);
+    }
+    if let Some(source) = &volume.projected {
+        let payload = projected::payload(pod, &volume.name, source, sources)?;
+        return written("kubernetes.io~projected", payload);
+    }
+    if let Some(source) = &volume.persistent_volume_claim {
+        let name = &source.claim_name;
+        let resolved = claim::resolve(name, sources.claims.get(name), &sources.persistent_volumes)
+            .map_err(|reason| SetUpError::Claim {
+                namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+                claim: name.clone(),
+                reason,
+            })?;
+        let path = match resolved {
+            ClaimedPath::HostPath { path, kind } => {
+                check_host_path(Path::new(&path), &kind)?;
+                path
+            }
+            ClaimedPath::Local { path } if Path::new(&path).exists() => path,
+            ClaimedPath::Local { path } => return Err(SetUpError::LocalPathMissing { path }),
+        };
+        return Ok(HostVolume { host_path: path, read_only: source.read_only == Some(true) });
+    }
+    Err(SetUpError::Unsupported)
 }
 
-fn create_dir(dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))
+fn create_dir(dir: &Path) -> Result<(), SetUpError> {
+    std::fs::create_dir_all(dir).map_err(|e| SetUpError::Io {
+        action: "creating",
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// Mounts a tmpfs on `dir` unless one is there already.
-fn mount_tmpfs(dir: &Path) -> Result<(), String> {
+fn mount_tmpfs(dir: &Path) -> Result<(), SetUpError> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     if mount_points_under(&mountinfo, dir).iter().any(|point| point == dir) {
         return Ok(());
     }
-    let target = dir.display();
     nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>)
-        .map_err(|e| format!("mounting a tmpfs on {target}: {e}"))
-}
-
-/// Kubelet's hostPath type checks.
-fn check_host_path(path: &Path, kind: &str) -> Result<(), String> {
-    let shown = path.display();
-    let metadata = std::fs::metadata(path);
-    match kind {
-        "" => Ok(()),
-        "DirectoryOrCreate" => create_dir(path),
-        "Directory" if metadata.as_ref().is_ok_and(|m| m.is_dir()) => Ok(()),
-        "Directory" => Err(format!("hostPath type check failed: {shown} is not a directory")),
-        "FileOrCreate" if metadata.is_ok() => Ok(()),
-        "FileOrCreate" => {
-            if let Some(parent) = path.parent() {
-                create_dir(parent)?;
-            }
-            std::fs::write(path, b"").map_err(|e| format!("creating {shown}: {e}"))
-        }
-        "File" if metadata.as_ref().is_ok_and(|m| m.is_file()) => Ok(()),
-        "File" => Err(format!("hostPath type check failed: {shown} is not a file")),
-        "Socket" | "CharDevice" | "BlockDevice" if metadata.is_ok() => Ok(()),
-        "Socket" | "CharDevice" | "BlockDevice" => {
-            Err(format!("hostPath type check failed: {shown} does not exist"))
-        }
-        other => Err(format!("invalid hostPath type {other:?}")),
-    }
-}
-
-fn config_map_files(map: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    for (key, value) in map.data.iter().flatten() {
-        files.insert(key.clone(), value.clone().into_bytes());
-    }
-    for (key, ByteString(value)) in map.binary_data.iter().flatten() {
-        files.insert(key.clone(), value.clone());
-    }
-    files
-}
-
-fn secret_files(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    for (key, ByteString(value)) in secret.data.iter().flatten() {
-        files.insert(key.clone(), value.clone());
-    }
-    for (key, value) in secret.string_data.iter().flatten() {
-        files.insert(key.clone(), value.clone().into_bytes());
-    }
-    files
-}
-
-/// Applies `items` (key → path) to the object's files: with items, only those keys, at their
-/// paths; a missing key is an error, as with kubelet.
-fn select(
-    files: BTreeMap<String, Vec<u8>>,
-    items: Option<&[KeyToPath]>,
-    kind: &str,
-    name: &str,
-) -> Result<Files, String> {
-    let Some(items) = items.filter(|items| !items.is_empty()) else {
-        return Ok(files.into_iter().map(|(key, bytes)| (key, (bytes, None))).collect());
-    };
-    let mut out = BTreeMap::new();
-    for item in items {
-        let bytes = files
-            .get(&item.key)
-            .ok_or_else(|| format!("{kind} {name:?} has no key {:?}", item.key))?;
-        if item.path.split('/').any(|part| part == "..") || item.path.starts_with('/') {
-            return Err(format!("invalid path {:?} for key {:?}", item.path, item.key));
-        }
-        out.insert(item.path.clone(), (bytes.clone(), item.mode));
-    }
-    Ok(out)
-}
-
-/// Writes `files` into `dir`, each through a temporary file and a rename so a reader never
-/// sees half a file, and removes files no longer there.
-fn write_files(dir: &Path, files: &Files, default_mode: i32) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    create_dir(dir)?;
-    for (path, (bytes, mode)) in files {
-        let target = dir.join(path);
-        if let Some(parent) = target.parent() {
-            create_dir(parent)?;
-        }
-        if std::fs::read(&target).is_ok_and(|current| current == *bytes) {
-            continue;
-        }
-        let temporary = target.with_extension("flotilla-tmp");
-        std::fs::write(&temporary, bytes).map_err(|e| format!("writing {path}: {e}"))?;
-        let mode = mode.unwrap_or(default_mode) as u32 & 0o777;
-        std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("setting the mode of {path}: {e}"))?;
-        std::fs::rename(&temporary, &target).map_err(|e| format!("writing {path}: {e}"))?;
-    }
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let kept = files.keys().any(|path| path == &name || path.starts_with(&format!("{name}/")));
-        if !kept {
-            let path = entry.path();
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            removed.map_err(|e| format!("removing {}: {e}", path.display()))?;
-        }
-    }
-    Ok(())
+        .map_err(|e| SetUpError::Io {
+            action: "mounting a tmpfs on",
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -257,8 +319,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use k8s_openapi::api::core::v1::{
-        ConfigMapVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource,
-        PersistentVolumeClaimVolumeSource, PodSpec,
+        ConfigMapVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource, PodSpec,
     };
 
     use super::*;
@@ -270,11 +331,23 @@ mod tests {
         }
     }
 
+    fn pod_from(json: serde_json::Value) -> Pod {
+        serde_json::from_value(json).unwrap()
+    }
+
     fn config_map(data: &[(&str, &str)]) -> ConfigMap {
         ConfigMap {
             data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
             ..ConfigMap::default()
         }
+    }
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).unwrap()
+    }
+
+    fn read(dir: &str, path: &str) -> String {
+        std::fs::read_to_string(Path::new(dir).join(path)).unwrap()
     }
 
     #[test]
@@ -306,16 +379,17 @@ mod tests {
         ]);
         let mut sources = Sources::default();
         sources.config_maps.insert("settings".into(), config_map(&[("greeting", "hello")]));
-        let volumes = set_up(&pod, dir.path(), &sources).unwrap();
+        let volumes = set_up(&pod, dir.path(), &sources, at(1)).unwrap();
         assert!(Path::new(&volumes["scratch"].host_path).is_dir());
         assert!(host.is_dir(), "DirectoryOrCreate creates the host directory");
         let config = Path::new(&volumes["config"].host_path);
         assert_eq!(std::fs::read_to_string(config.join("greeting")).unwrap(), "hello");
+        assert!(config.join("greeting").is_symlink(), "user-visible names are links");
         assert!(volumes["config"].read_only);
 
-        // --- a changed ConfigMap rewrites the file in place and drops removed keys
+        // --- a changed ConfigMap swaps the files at once and drops removed keys
         sources.config_maps.insert("settings".into(), config_map(&[("other", "x")]));
-        set_up(&pod, dir.path(), &sources).unwrap();
+        refresh(&pod, dir.path(), &sources, at(2)).unwrap();
         assert!(!config.join("greeting").exists());
         assert_eq!(std::fs::read_to_string(config.join("other")).unwrap(), "x");
     }
@@ -323,74 +397,182 @@ mod tests {
     #[test]
     fn failures_name_the_volume_and_the_reason() {
         let dir = tempfile::tempdir().unwrap();
-        let missing_map = Volume {
-            name: "config".into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: "absent".into(),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        };
-        let not_a_dir = Volume {
-            name: "data".into(),
-            host_path: Some(HostPathVolumeSource {
-                path: "/nonexistent/flotilla".into(),
-                type_: Some("Directory".into()),
-            }),
-            ..Volume::default()
-        };
-        let unsupported = Volume {
-            name: "claim".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: "data".into(),
-                read_only: None,
-            }),
-            ..Volume::default()
-        };
+        let volume = |json: serde_json::Value| -> Volume { serde_json::from_value(json).unwrap() };
         let cases = [
-            (missing_map, "configmap \"absent\" not found"),
-            (not_a_dir, "is not a directory"),
-            (unsupported, "not supported"),
+            (
+                volume(serde_json::json!({"name": "config", "configMap": {"name": "absent"}})),
+                "configmap \"absent\" not found",
+            ),
+            (
+                volume(
+                    serde_json::json!({"name": "data", "hostPath": {"path": "/nonexistent/flotilla", "type": "Directory"}}),
+                ),
+                "is not a directory",
+            ),
+            (
+                volume(
+                    serde_json::json!({"name": "claim", "persistentVolumeClaim": {"claimName": "data"}}),
+                ),
+                "error processing PVC default/data: failed to fetch PVC from API server: \
+              persistentvolumeclaims \"data\" not found",
+            ),
+            (
+                volume(serde_json::json!({"name": "info", "downwardAPI": {"items": [
+                {"path": "node", "fieldRef": {"fieldPath": "spec.nodeName"}}]}})),
+                "unsupported fieldPath: spec.nodeName",
+            ),
+            (
+                volume(serde_json::json!({"name": "escape", "configMap": {"name": "m", "items": [
+                {"key": "a", "path": "../a"}]}})),
+                "invalid path: must not contain '..': ../a",
+            ),
+            (
+                volume(serde_json::json!({"name": "disk", "gcePersistentDisk": {"pdName": "d"}})),
+                "not supported",
+            ),
         ];
+        let mut sources = Sources::default();
+        sources.config_maps.insert("m".into(), config_map(&[("a", "1")]));
         for (volume, expected) in cases {
             let name = volume.name.clone();
-            let error = set_up(&pod_with(vec![volume]), dir.path(), &Sources::default())
+            let error = set_up(&pod_with(vec![volume]), dir.path(), &sources, at(1))
                 .unwrap_err()
                 .to_string();
-            assert!(error.contains(&format!("{name:?}")), "{error}");
+            assert!(
+                error.starts_with(&format!("MountVolume.SetUp failed for volume {name:?} : ")),
+                "{error}"
+            );
             assert!(error.contains(expected), "{error}");
         }
     }
 
     #[test]
-    fn items_select_keys_and_paths() {
-        let files =
-            BTreeMap::from([("a".to_string(), b"1".to_vec()), ("b".to_string(), b"2".to_vec())]);
-        let items = [KeyToPath { key: "b".into(), path: "sub/b.txt".into(), mode: Some(0o600) }];
-        let selected = select(files.clone(), Some(&items), "configmap", "m").unwrap();
-        assert_eq!(selected.keys().collect::<Vec<_>>(), ["sub/b.txt"]);
-        let escape = [KeyToPath { key: "a".into(), path: "../a".into(), mode: None }];
-        assert!(select(files.clone(), Some(&escape), "configmap", "m").is_err());
-        let absent = [KeyToPath { key: "z".into(), path: "z".into(), mode: None }];
-        assert!(select(files, Some(&absent), "configmap", "m").unwrap_err().contains("no key"));
+    fn downward_api_files_follow_the_pods_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut pod = pod_from(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
+            "spec": {"containers": [], "volumes": [{"name": "info", "downwardAPI": {
+                "defaultMode": 0o600,
+                "items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                          {"path": "meta/name", "fieldRef": {"fieldPath": "metadata.name"}, "mode": 0o644}]
+            }}]}
+        }));
+        let volumes = set_up(&pod, dir.path(), &Sources::default(), at(1)).unwrap();
+        let info = &volumes["info"].host_path;
+        assert!(info.ends_with("volumes/kubernetes.io~downward-api/info"), "{info}");
+        assert_eq!(read(info, "labels"), "app=\"web\"");
+        assert_eq!(read(info, "meta/name"), "web");
+
+        // --- a label change rewrites the file through the same directory
+        pod.metadata.labels.as_mut().unwrap().insert("tier".into(), "front".into());
+        refresh(&pod, dir.path(), &Sources::default(), at(2)).unwrap();
+        assert_eq!(read(info, "labels"), "app=\"web\"\ntier=\"front\"");
     }
 
     #[test]
-    fn referenced_objects_come_from_volumes_and_environment() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
+    fn projected_volumes_merge_their_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = pod_from(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"containers": [], "volumes": [{"name": "all", "projected": {"sources": [
+                {"configMap": {"name": "settings"}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+                {"serviceAccountToken": {"path": "token"}}
+            ]}}]}
+        }));
+        let mut sources = Sources::default();
+        sources.config_maps.insert("settings".into(), config_map(&[("greeting", "hello")]));
+        sources.tokens.insert(("all".into(), 2), Ok("jwt".into()));
+        let volumes = set_up(&pod, dir.path(), &sources, at(1)).unwrap();
+        let all = &volumes["all"].host_path;
+        assert!(all.ends_with("volumes/kubernetes.io~projected/all"), "{all}");
+        assert_eq!(
+            [read(all, "greeting"), read(all, "namespace"), read(all, "token")],
+            ["hello", "shop", "jwt"]
+        );
+        assert!(volumes["all"].read_only);
+    }
+
+    #[test]
+    fn claims_mount_their_persistent_volume() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("pv-data");
+        let disk = dir.path().join("disk");
+        std::fs::create_dir(&disk).unwrap();
+        let pod = pod_from(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"containers": [], "volumes": [
+                {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+                {"name": "disk", "persistentVolumeClaim": {"claimName": "disk", "readOnly": true}}
+            ]}
+        }));
+        let mut sources = Sources::default();
+        for (claim, volume) in [("data", "pv-data"), ("disk", "pv-disk")] {
+            sources.claims.insert(
+                claim.into(),
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": claim, "uid": format!("uid-{claim}")},
+                    "spec": {"volumeName": volume}, "status": {"phase": "Bound"}
+                }))
+                .unwrap(),
+            );
+        }
+        let claim_ref = |claim: &str| serde_json::json!({"uid": format!("uid-{claim}")});
+        let volumes = [
+            serde_json::json!({"metadata": {"name": "pv-data"}, "spec": {"claimRef": claim_ref("data"),
+                "hostPath": {"path": data.display().to_string(), "type": "DirectoryOrCreate"}}}),
+            serde_json::json!({"metadata": {"name": "pv-disk"}, "spec": {"claimRef": claim_ref("disk"),
+                "local": {"path": disk.display().to_string()}}}),
+        ];
+        for volume in volumes {
+            let volume: PersistentVolume = serde_json::from_value(volume).unwrap();
+            sources.persistent_volumes.insert(volume.metadata.name.clone().unwrap(), volume);
+        }
+        let mounted = set_up(&pod, dir.path(), &sources, at(1)).unwrap();
+        assert_eq!(
+            mounted["data"],
+            HostVolume { host_path: data.display().to_string(), read_only: false }
+        );
+        assert!(data.is_dir(), "the PV's DirectoryOrCreate type creates the path");
+        assert_eq!(
+            mounted["disk"],
+            HostVolume { host_path: disk.display().to_string(), read_only: true }
+        );
+
+        // --- a local PV whose path is not on the node fails
+        std::fs::remove_dir(&disk).unwrap();
+        let error = set_up(&pod, dir.path(), &sources, at(2)).unwrap_err().to_string();
+        assert!(error.contains("local volume path") && error.contains("does not exist"), "{error}");
+    }
+
+    #[test]
+    fn referenced_objects_come_from_volumes_projections_and_environment() {
+        let pod = pod_from(serde_json::json!({
             "spec": {
                 "volumes": [{"name": "c", "configMap": {"name": "vol-map"}},
-                            {"name": "s", "secret": {"secretName": "vol-secret"}}],
+                            {"name": "s", "secret": {"secretName": "vol-secret"}},
+                            {"name": "p", "projected": {"sources": [
+                                {"configMap": {"name": "projected-map"}},
+                                {"secret": {"name": "projected-secret"}},
+                                {"serviceAccountToken": {"path": "token"}}]}},
+                            {"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
                 "containers": [{
                     "name": "main",
                     "envFrom": [{"configMapRef": {"name": "env-map"}}],
-                    "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "env-secret", "key": "k"}}}]
+                    "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "env-secret", "key": "k"}}},
+                            {"name": "Y", "valueFrom": {"configMapKeyRef": {"name": "vol-map", "key": "k"}}}]
                 }]
             }
-        }))
-        .unwrap();
-        let (maps, secrets) = referenced(&pod);
-        assert_eq!(maps, ["env-map", "vol-map"]);
-        assert_eq!(secrets, ["env-secret", "vol-secret"]);
+        }));
+        let found = referenced(&pod);
+        assert_eq!(found.config_maps, ["env-map", "projected-map", "vol-map"]);
+        assert_eq!(found.secrets, ["env-secret", "projected-secret", "vol-secret"]);
+        assert_eq!(found.claims, ["data"]);
+        assert!(has_updated_volumes(&pod));
+        assert!(!has_updated_volumes(&pod_with(vec![Volume {
+            name: "scratch".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        }])));
     }
 }

@@ -13,6 +13,22 @@ use crate::selector::LabelSelector;
 use crate::validation::{validate_name, validate_object_meta, FieldError, NameRule};
 
 impl<S: KvStore> Registry<S> {
+    /// Mutating admission of a new pod: ServiceAccount admission
+    /// ([`crate::serviceaccount::admit_pod`]) with the pod's account as stored, read from this
+    /// replica and, if it is not there, again with a read barrier.
+    pub(crate) async fn admit_new_pod(&self, pod: &mut Value) -> Result<(), ApiError> {
+        let Some(accounts) = self.catalog.get("", "v1", "serviceaccounts") else { return Ok(()) };
+        let namespace = crate::meta::namespace(pod).map(str::to_string);
+        let key = accounts.key(namespace.as_deref(), &crate::serviceaccount::account_name(pod));
+        let account = match self.objects.get(&key, true).await? {
+            Some(found) => Some(found),
+            None => self.objects.get(&key, false).await?,
+        };
+        let account = account.map(|stored| stored.object);
+        crate::serviceaccount::admit_pod(pod, account.as_ref(), &crate::meta::name_suffix());
+        Ok(())
+    }
+
     pub(crate) async fn admit(
         &self,
         resource: &ResourceType,
@@ -76,6 +92,9 @@ fn validate_type(resource: &ResourceType, object: &Value, old: Option<&Value>) -
             if let (Some(old), Some(new)) = (old, object.get("spec")) {
                 let image_only = |spec: &Value| {
                     let mut spec = spec.clone();
+                    // Pods stored before the deprecated field was kept in step with the new
+                    // one compare as they read now.
+                    crate::defaults::sync_service_account(&mut spec);
                     for list in ["containers", "initContainers"] {
                         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
                             for container in containers {

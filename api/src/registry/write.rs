@@ -138,6 +138,11 @@ impl<S: KvStore> Registry<S> {
             let now = meta::now_rfc3339();
             apply::record_update(None, &mut object, manager, &api_version, None, &*meta, &now);
         }
+        // Mutating admission comes after the manager's fields are recorded: what it adds
+        // belongs to no manager, as in Kubernetes, so applying the same pod again is no change.
+        if resource.group.is_empty() && resource.kind == "Pod" {
+            self.admit_new_pod(&mut object).await?;
+        }
         let warnings = self.admit(resource, &mut object, None, options).await?;
         if let Some(namespace) = &namespace {
             self.ensure_namespace_accepts(namespace).await?;

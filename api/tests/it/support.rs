@@ -56,6 +56,7 @@ impl TestServer {
             cert_file: serving.cert,
             key_file: serving.key,
             token_file: Some(token_file),
+            service_account_key_file: pki.service_account_key.clone(),
             ranges: ServiceRanges::default(),
             // Tests compact the store themselves when they need to.
             compaction_interval: Duration::from_secs(3600),
@@ -532,4 +533,11 @@ pub fn pod(name: &str) -> Value {
 pub async fn create_namespace(admin: &Client, name: &str) -> anyhow::Result<Reply> {
     let body = serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
     admin.post("/api/v1/namespaces", &body).await?.expect(StatusCode::CREATED)
+}
+
+/// Decodes unpadded base64url text (a part of a JWT) as UTF-8.
+pub fn decode_base64url(text: &str) -> anyhow::Result<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text)?;
+    Ok(String::from_utf8(bytes)?)
 }

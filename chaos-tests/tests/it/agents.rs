@@ -2,14 +2,20 @@
 //! containerd: each registers its Node with its own credentials and the machine's capacity and
 //! becomes Ready once its runtime and pod network are; a Deployment's pods run with IPs from
 //! their node's pod CIDR once their HTTP readiness probes pass; a pod on one node reaches a pod
-//! on the other; a ConfigMap change reaches a mounted file; a failing liveness probe restarts
-//! its container; a crashing container and a missing image show the reasons kubectl users know;
+//! on the other; a ConfigMap change reaches a mounted file; downwardAPI, projected and
+//! hostPath-PV-backed claim volumes show the pod, a ConfigMap and the node's directory, and a
+//! label change reaches its file; a failing liveness probe restarts its container; a crashing container and a missing image show the reasons kubectl users know;
+//! postStart and preStop hooks run around a container; an image loaded with `flotilla image
+//! import` runs; every node holds its Lease; an in-cluster Python client reaches the API
+//! through the `kubernetes` Service with its service-account token;
 //! `kubectl logs`, `exec` (`-i`, `-it`), `cp` and `port-forward` reach containers through
 //! their agent; an agent killed while a master is
 //! down comes back through another master and keeps its pods, none duplicated; an agent
 //! killed for good is found dead through gossip within 3 s and its pods run on the other node
 //! within 10 s, and when it comes back it rejoins without duplicating them; and deleting the
 //! workloads leaves no container behind.
+
+mod node_features;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -106,6 +112,97 @@ spec:
     command: [sleep, '3600']
     livenessProbe: {exec: {command: ['false']}, periodSeconds: 1, failureThreshold: 1}
 ";
+
+/// A pod reading itself (downwardAPI), a ConfigMap beside its namespace (projected) and a claim
+/// bound to a hostPath PersistentVolume at `host_dir`, where its container writes a file.
+fn volume_kinds(host_dir: &str) -> String {
+    format!(
+        "
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: about}}
+data: {{motto: steady}}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: scratch}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: manual
+  hostPath: {{path: '{host_dir}', type: DirectoryOrCreate}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: scratch}}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: manual
+  resources: {{requests: {{storage: 1Gi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: volumes, labels: {{app: volumes, stage: one}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: self
+    downwardAPI:
+      items:
+      - {{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}
+      - {{path: name, fieldRef: {{fieldPath: metadata.name}}}}
+  - name: merged
+    projected:
+      sources:
+      - configMap: {{name: about}}
+      - downwardAPI: {{items: [{{path: namespace, fieldRef: {{fieldPath: metadata.namespace}}}}]}}
+  - name: scratch
+    persistentVolumeClaim: {{claimName: scratch}}
+  containers:
+  - name: main
+    image: {IMAGE}
+    command: [sh, -c, 'echo from-pod > /scratch/written; sleep 3600']
+    volumeMounts:
+    - {{name: self, mountPath: /self}}
+    - {{name: merged, mountPath: /merged}}
+    - {{name: scratch, mountPath: /scratch}}
+"
+    )
+}
+
+/// The `volumes` pod sees itself, the ConfigMap and the claim's host directory, and a label
+/// change reaches its downward API file while it runs.
+async fn volumes_show_the_pod_and_its_claim(
+    cluster: &Cluster,
+    s: &str,
+    host_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    stdout_of(&cluster.kubectl(&[
+        s,
+        "wait",
+        "--for=condition=Ready",
+        "pod/volumes",
+        "--timeout=60s",
+    ])?)?;
+    let script = "cat /self/name; echo; cat /self/labels; echo; cat /merged/motto; echo; \
+                  cat /merged/namespace; echo; ls /merged";
+    let seen = stdout_of(&cluster.kubectl(&[s, "exec", "volumes", "--", "sh", "-c", script])?)?;
+    assert_eq!(
+        seen,
+        "volumes\napp=\"volumes\"\nstage=\"one\"\nsteady\ndefault\nmotto\nnamespace\n"
+    );
+    let written = host_dir.join("written");
+    wait_until(Duration::from_secs(10), "the pod's file in the PV's host directory", || async {
+        std::fs::read_to_string(&written).is_ok_and(|text| text == "from-pod\n")
+    })
+    .await?;
+    stdout_of(&cluster.kubectl(&[s, "label", "pod", "volumes", "stage=two", "--overwrite"])?)?;
+    wait_until(Duration::from_secs(15), "the changed label in the mounted file", || async {
+        get(cluster, s, &["exec", "volumes", "--", "cat", "/self/labels"])
+            == "app=\"volumes\"\nstage=\"two\""
+    })
+    .await
+}
 
 /// GETs `url` from this machine (pod networks are routed on the host).
 async fn fetch(url: &str) -> String {
@@ -356,6 +453,10 @@ async fn agents_run_pods_and_survive_a_master_loss() -> anyhow::Result<()> {
 
     eprintln!("--- a ConfigMap change reaches the mounted file; a failing liveness probe restarts");
     stdout_of(&cluster.kubectl_input(&[s, "apply", "-f", "-"], PAGE_AND_UNHEALTHY)?)?;
+    // Started now so its pod is up by the time it is checked.
+    let pv_dir = cluster.agent_dir(1).with_file_name("pv-scratch");
+    let volumes_manifest = volume_kinds(&pv_dir.display().to_string());
+    stdout_of(&cluster.kubectl_input(&[s, "apply", "-f", "-"], &volumes_manifest)?)?;
     stdout_of(&cluster.kubectl(&[
         s,
         "wait",
@@ -378,6 +479,15 @@ async fn agents_run_pods_and_survive_a_master_loss() -> anyhow::Result<()> {
         fetch(&url).await == "second"
     })
     .await?;
+    eprintln!("--- downwardAPI, projected and PVC volumes; a label change reaches the file");
+    volumes_show_the_pod_and_its_claim(&cluster, s, &pv_dir).await?;
+    eprintln!("--- postStart and preStop hooks; images from `flotilla image import`; node leases");
+    let hooks_dir = cluster.agent_dir(1).with_file_name("hooks-scratch");
+    node_features::hooks_run_around_the_container(&cluster, s, &hooks_dir).await?;
+    node_features::imported_images_run(&cluster, s).await?;
+    node_features::nodes_hold_their_leases(&cluster, s);
+    eprintln!("--- an in-cluster client reaches the API through the kubernetes Service");
+    node_features::in_cluster_clients_reach_the_api(&cluster, s).await?;
     eprintln!("--- kubectl exec, exec -i, exec -it, cp and port-forward through the agent");
     streams_reach_the_pod_through_its_agent(&cluster, s).await?;
     wait_until(Duration::from_secs(60), "a liveness restart", || async {
@@ -515,6 +625,10 @@ async fn agents_run_pods_and_survive_a_master_loss() -> anyhow::Result<()> {
         "missing",
         "page",
         "unhealthy",
+        "volumes",
+        "badhook",
+        "imported",
+        "incluster",
         "--wait=false",
     ])?)?;
     let outcome = wait_until(Duration::from_secs(60), "no containers and no pods", || async {

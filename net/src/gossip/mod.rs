@@ -18,13 +18,14 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::Arc;
 use std::time::Duration;
 
 use foca::{AccumulatingRuntime, Config, Foca, OwnedNotification, PeriodicParams, Timer};
 use rand_foca::rngs::SmallRng;
 use rand_foca::SeedableRng;
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -87,7 +88,10 @@ pub enum GossipError {
 /// A running member. Shut down, it tells the others it leaves; dropped, it goes silent as a
 /// crashed process would and the others find it dead.
 pub struct Gossip {
-    members: watch::Receiver<Members>,
+    /// The membership view, built by the member's task only while someone holds a receiver.
+    view: Arc<watch::Sender<Members>>,
+    /// Asks the member's task for a fresh view (a new subscriber).
+    refresh: Arc<Notify>,
     advertise: SocketAddr,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -122,7 +126,8 @@ impl Gossip {
             SmallRng::seed_from_u64(rand::random()),
             BincodeCodec,
         );
-        let (publish, members) = watch::channel(Members::new());
+        let view = Arc::new(watch::Sender::new(Members::new()));
+        let refresh = Arc::new(Notify::new());
         let stop = CancellationToken::new();
         let member = Member {
             foca,
@@ -132,11 +137,13 @@ impl Gossip {
             sequence: 0,
             socket,
             seeds: config.seeds.into_iter().filter(|seed| *seed != advertise).collect(),
-            publish,
+            publish: view.clone(),
+            refresh: refresh.clone(),
             known: 0,
+            stale: true,
         };
         let task = tokio::spawn(member.run(stop.clone()));
-        Ok(Gossip { members, advertise, stop, task })
+        Ok(Gossip { view, refresh, advertise, stop, task })
     }
 
     /// Where the others send to this member (the bound port when `advertise` gave port 0).
@@ -144,9 +151,14 @@ impl Gossip {
         self.advertise
     }
 
-    /// The membership as this member sees it, updated as it changes.
+    /// The membership as this member sees it, updated as it changes. The view is built only
+    /// while someone holds a receiver (an agent's member, one of a thousand hollow nodes in a
+    /// process, never looks at it), so a new receiver may start with an older view: the
+    /// current one follows at once, as a change.
     pub fn members(&self) -> watch::Receiver<Members> {
-        self.members.clone()
+        let receiver = self.view.subscribe();
+        self.refresh.notify_one();
+        receiver
     }
 
     /// Tells the others this member leaves (so they need not wait to find it dead) and stops.
@@ -212,9 +224,13 @@ struct Member {
     sequence: u64,
     socket: UdpSocket,
     seeds: Vec<SocketAddr>,
-    publish: watch::Sender<Members>,
+    publish: Arc<watch::Sender<Members>>,
+    refresh: Arc<Notify>,
     /// How many identities the membership held when the view was last published.
     known: usize,
+    /// Whether the membership may have changed since the view was last published (it is not
+    /// built while nobody watches it).
+    stale: bool,
 }
 
 /// A timer in the heap, ordered by deadline and sequence only.
@@ -255,6 +271,7 @@ impl Member {
                 }
                 () = sleep_until(next_timer) => self.fire_due_timers(),
                 _ = join.tick() => self.announce_if_alone(),
+                () = self.refresh.notified() => self.stale = true,
             }
             self.drain().await;
         }
@@ -306,18 +323,23 @@ impl Member {
             self.sequence += 1;
             self.timers.push(Reverse((now + after, self.sequence, TimerEntry(timer))));
         }
-        let mut changed = false;
         while let Some(notification) = self.runtime.to_notify() {
             log(&notification);
-            changed = true;
+            self.stale = true;
+        }
+        // Building the view costs a pass over the whole membership; a thousand members in one
+        // process (hollow nodes) would spend their time on views nobody reads.
+        if self.publish.receiver_count() == 0 {
+            return;
         }
         // Liveness and generations change only with a notification; a member first heard of
         // already down comes without one, but grows the membership.
         let known = self.foca.iter_membership_state().len();
-        if !changed && known == self.known {
+        if !self.stale && known == self.known {
             return;
         }
         self.known = known;
+        self.stale = false;
         let next = view(self.foca.iter_membership_state(), &self.own);
         self.publish.send_if_modified(|members| {
             let changed = *members != next;

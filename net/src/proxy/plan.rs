@@ -130,8 +130,9 @@ fn serving_but_terminating(endpoint: &Endpoint) -> bool {
 }
 
 /// The backend addresses for the service port named `port_name`, sorted and deduplicated so
-/// equal inputs program equal tables.
-fn backends(
+/// equal inputs program equal tables. Also the node ports' backends ([`crate::node_ports`]), so
+/// both dataplanes pick the same endpoints.
+pub(crate) fn backends(
     slices: &[&EndpointSlice],
     port_name: &str,
     protocol: Protocol,

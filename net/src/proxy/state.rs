@@ -54,6 +54,9 @@ pub struct Proxy<T: ServiceTable> {
     /// Whether the first complete listing is in; before it, changes are only recorded, so a
     /// restarted agent never programs a Service whose slices it has not seen yet.
     listed: bool,
+    /// Services synced since [`Proxy::take_touched`] last ran: what other consumers of the
+    /// same objects (the node ports) must look at again.
+    touched: BTreeSet<ServiceKey>,
 }
 
 impl<T: ServiceTable> Proxy<T> {
@@ -72,6 +75,7 @@ impl<T: ServiceTable> Proxy<T> {
             owned: HashMap::new(),
             failed: BTreeSet::new(),
             listed: false,
+            touched: BTreeSet::new(),
         };
         for (frontend, backends) in &fixed {
             proxy.program(*frontend, backends)?;
@@ -82,6 +86,18 @@ impl<T: ServiceTable> Proxy<T> {
 
     pub fn table(&self) -> &T {
         &self.table
+    }
+
+    /// The Service `key` (if known) and the EndpointSlices filed under it.
+    pub fn service_inputs(&self, key: &ServiceKey) -> (Option<&Service>, Vec<&EndpointSlice>) {
+        let slices = self.slices.get(key).map(|s| s.values().collect()).unwrap_or_default();
+        (self.services.get(key), slices)
+    }
+
+    /// Returns and forgets the Services synced since the last call: after the first listing,
+    /// every Service a call may have changed (its object, its slices, or a slice that left it).
+    pub fn take_touched(&mut self) -> BTreeSet<ServiceKey> {
+        std::mem::take(&mut self.touched)
     }
 
     /// Replaces the fixed entries. Services that wanted a frontend no longer fixed get it.
@@ -202,6 +218,7 @@ impl<T: ServiceTable> Proxy<T> {
         if !self.listed {
             return Ok(Changes::default());
         }
+        self.touched.insert(key.clone());
         let result = self.try_sync(key);
         if result.is_err() {
             self.failed.insert(key.clone());
@@ -210,13 +227,9 @@ impl<T: ServiceTable> Proxy<T> {
     }
 
     fn try_sync(&mut self, key: &ServiceKey) -> Result<Changes, T::Error> {
-        let desired = match self.services.get(key) {
-            Some(service) => {
-                let slices: Vec<&EndpointSlice> =
-                    self.slices.get(key).map(|s| s.values().collect()).unwrap_or_default();
-                plan::frontends(service, &slices, &self.node)
-            }
-            None => Frontends::new(),
+        let desired = match self.service_inputs(key) {
+            (Some(service), slices) => plan::frontends(service, &slices, &self.node),
+            (None, _) => Frontends::new(),
         };
         let owned: BTreeSet<Frontend> =
             desired.keys().filter(|f| !self.fixed.contains_key(f)).copied().collect();
@@ -416,6 +429,34 @@ mod tests {
         let moved = Frontends::from([(frontend("10.96.0.11"), dns.clone())]);
         proxy.set_fixed(moved).unwrap();
         assert_eq!(proxy.table().entries.get(&frontend("10.96.0.11")), Some(&dns));
+    }
+
+    #[test]
+    fn every_service_a_call_may_change_is_reported_touched_once_listed() {
+        let mut proxy = Proxy::new(MemoryTable::default(), node(), Frontends::new()).unwrap();
+        proxy.apply_service(service("web", "10.96.0.20")).unwrap();
+        assert!(proxy.take_touched().is_empty(), "nothing before the listing");
+        proxy.apply_service(service("api", "10.96.0.21")).unwrap();
+        proxy.listed().unwrap();
+        assert_eq!(proxy.take_touched(), BTreeSet::from([key("api"), key("web")]));
+        proxy.apply_slice(slice("s", "web", &["10.0.0.1"])).unwrap();
+        assert_eq!(proxy.take_touched(), BTreeSet::from([key("web")]));
+        proxy.apply_slice(slice("s", "api", &["10.0.0.1"])).unwrap();
+        assert_eq!(
+            proxy.take_touched(),
+            BTreeSet::from([key("api"), key("web")]),
+            "a slice that moves touches the Service it left too"
+        );
+        let (service, slices) = proxy.service_inputs(&key("api"));
+        assert!(service.is_some());
+        assert_eq!(slices.len(), 1);
+        proxy.delete_service("default", "web").unwrap();
+        assert_eq!(proxy.take_touched(), BTreeSet::from([key("web")]));
+        assert!(proxy.service_inputs(&key("web")).0.is_none());
+    }
+
+    fn key(name: &str) -> ServiceKey {
+        ("default".to_owned(), name.to_owned())
     }
 
     /// A table whose writes fail while `broken` is set.

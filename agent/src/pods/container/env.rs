@@ -252,13 +252,14 @@ fn field_value(
 }
 
 /// Splits `metadata.labels['key']` into the field and the key.
-fn subscripted(path: &str) -> Option<(&str, &str)> {
+pub(crate) fn subscripted(path: &str) -> Option<(&str, &str)> {
     let (field, key) = path.strip_suffix("']")?.split_once("['")?;
     (!field.is_empty()).then_some((field, key))
 }
 
-/// Kubelet's `FormatMap`: sorted `key="value"` lines (Go-quoted values).
-fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
+/// Kubelet's `FormatMap`: sorted `key="value"` lines (Go-quoted values), as env vars and
+/// downward API volume files show labels and annotations.
+pub(crate) fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
     map.into_iter()
         .flatten()
         .map(|(key, value)| format!("{key}={}", go_quote(value)))
@@ -266,19 +267,28 @@ fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
         .join("\n")
 }
 
-/// Go's `%q` for the strings a label or annotation holds.
-fn go_quote(value: &str) -> String {
+/// Go's `strconv.Quote` (`%q`): printable characters as they are, `\a \b \f \n \r \t \v`
+/// and the other ASCII controls escaped, other non-printable characters as `\u`/`\U`.
+pub(crate) fn go_quote(value: &str) -> String {
     let mut out = String::from("\"");
     for c in value.chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
             '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                 out.push_str(&format!("\\x{:02x}", c as u32))
             }
+            c if !go_printable(c) && (c as u32) < 0x10000 => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c if !go_printable(c) => out.push_str(&format!("\\U{:08x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -286,9 +296,25 @@ fn go_quote(value: &str) -> String {
     out
 }
 
+/// An approximation of Go's `unicode.IsPrint` without Unicode tables: control, separator
+/// (other than the ASCII space), format and private-use characters and noncharacters are not
+/// printable; unassigned code points count as printable (Go escapes those too).
+fn go_printable(c: char) -> bool {
+    let code = c as u32;
+    let not_printable = matches!(code,
+        0x80..=0xa0 | 0xad | 0x600..=0x605 | 0x61c | 0x6dd | 0x70f | 0x1680 | 0x180e
+        | 0x2000..=0x200f | 0x2028..=0x202f | 0x205f..=0x206f | 0x3000 | 0xd800..=0xf8ff
+        | 0xfdd0..=0xfdef | 0xfeff | 0xfff9..=0xfffb | 0x110bd | 0x1bca0..=0x1bca3
+        | 0x1d173..=0x1d17a | 0xe0001 | 0xe0020..=0xe007f | 0xf0000..)
+        || code & 0xfffe == 0xfffe;
+    !not_printable
+}
+
 /// The downward API value of a `resourceFieldRef`, with limits the container does not set
-/// read as the node's allocatable amount (`defaultPodLimitsForDownwardAPI`).
-fn resource_value(
+/// read as the node's allocatable amount (`defaultPodLimitsForDownwardAPI`). Downward API
+/// volumes pass the named container as `container`, so its limits are defaulted too, as
+/// kubelet's `ExtractResourceValueByContainerNameAndNodeAllocatable` does.
+pub(crate) fn resource_value(
     pod: &Pod,
     container: &Container,
     selector: &ResourceFieldSelector,
@@ -340,5 +366,26 @@ fn ceil_div(value: i64, divisor: i64) -> i64 {
         quotient + 1
     } else {
         quotient
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_quoted_as_go_quotes_them() {
+        let cases = [
+            ("plain", "\"plain\""),
+            ("say \"hi\" \\ now", "\"say \\\"hi\\\" \\\\ now\""),
+            ("\u{7}\u{8}\u{c}\n\r\t\u{b}", "\"\\a\\b\\f\\n\\r\\t\\v\""),
+            ("\u{1}\u{7f}", "\"\\x01\\x7f\""),
+            ("é ü 日本 🚀", "\"é ü 日本 🚀\""),
+            ("\u{85}\u{a0}\u{200b}\u{feff}", "\"\\u0085\\u00a0\\u200b\\ufeff\""),
+            ("\u{e0001}\u{10ffff}", "\"\\U000e0001\\U0010ffff\""),
+        ];
+        for (value, quoted) in cases {
+            assert_eq!(go_quote(value), quoted, "{value:?}");
+        }
     }
 }

@@ -1,0 +1,294 @@
+//! Node ports for clients on other machines, on `flotilla up --masters 1 --agents 2`: a
+//! "remote" client in a network namespace of its own, routed to the host over a veth pair,
+//! reaches a NodePort Service at the host's address on that link through the agents' nftables
+//! tables. With `externalTrafficPolicy: Cluster` the pod sees the node's address (masquerade);
+//! with `Local` it sees the client's; a node whose endpoints all left drops `Local` traffic;
+//! a Service with no endpoint refuses at once; and a deleted Service leaves no rule behind.
+//!
+//! Both agents run on this host, so both tables see every packet and the first to translate it
+//! wins: the web servers are pinned one per node, so whichever table answers has a local
+//! endpoint. The client's namespace is removed on drop, also when the test fails.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use flotilla_chaos_tests::{stdout_of, wait_until, Cluster};
+
+const IMAGE: &str = "flotilla.local/busybox:1";
+/// The host's end and the client's end of the link to the client's namespace.
+const HOST: &str = "10.250.7.1";
+const CLIENT: &str = "10.250.7.2";
+const NAMESPACE_PREFIX: &str = "np-client-";
+/// How long one fetch may take; a dropped connection takes all of it.
+const FETCH_TIMEOUT: &str = "5";
+/// The whole test, so that a hang still ends it (and runs the cleanup).
+const TEST_TIMEOUT: Duration = Duration::from_secs(420);
+
+/// Web servers pinned to `node`, each telling the client's address at `/cgi-bin/ip` (busybox
+/// httpd runs CGI scripts) and its pod's name at `/`.
+fn web(node: &str) -> String {
+    format!(
+        "
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: np-{node}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: np-web, node: {node}}}}}
+  template:
+    metadata: {{labels: {{app: np-web, node: {node}}}}}
+    spec:
+      nodeSelector: {{kubernetes.io/hostname: {node}}}
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: {IMAGE}
+        command:
+        - sh
+        - -c
+        - |
+          mkdir -p /tmp/www/cgi-bin && hostname > /tmp/www/index.html
+          printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho \"$REMOTE_ADDR\"\\n' > /tmp/www/cgi-bin/ip
+          chmod +x /tmp/www/cgi-bin/ip
+          exec httpd -f -p 8080 -h /tmp/www
+        readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
+"
+    )
+}
+
+const SERVICE: &str = "
+apiVersion: v1
+kind: Service
+metadata: {name: np-web}
+spec:
+  type: NodePort
+  selector: {app: np-web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+";
+
+fn run(args: &[&str]) -> anyhow::Result<Output> {
+    let output =
+        Command::new(args[0]).args(&args[1..]).output().with_context(|| format!("{args:?}"))?;
+    if !output.status.success() {
+        bail!("{args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(output)
+}
+
+/// The client's network namespace and its veth pair to the host; removed on drop.
+struct RemoteClient {
+    namespace: String,
+}
+
+impl RemoteClient {
+    fn create() -> anyhow::Result<RemoteClient> {
+        remove_stale_namespaces();
+        let pid = std::process::id();
+        let client = RemoteClient { namespace: format!("{NAMESPACE_PREFIX}{pid}") };
+        let host_link = format!("npc{pid}");
+        let ns = client.namespace.as_str();
+        run(&["ip", "netns", "add", ns])?;
+        run(&[
+            "ip", "link", "add", &host_link, "type", "veth", "peer", "name", "eth0", "netns", ns,
+        ])?;
+        run(&["ip", "addr", "add", &format!("{HOST}/30"), "dev", &host_link])?;
+        run(&["ip", "link", "set", &host_link, "up"])?;
+        run(&["ip", "-n", ns, "addr", "add", &format!("{CLIENT}/30"), "dev", "eth0"])?;
+        run(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
+        run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+        run(&["ip", "-n", ns, "route", "add", "default", "via", HOST])?;
+        Ok(client)
+    }
+
+    /// GETs `path` of the host's port `port` from the client: the body (an IPv4-mapped
+    /// address shown plainly), or why not; and how long it took.
+    fn fetch(&self, port: &str, path: &str) -> (Result<String, String>, Duration) {
+        let started = Instant::now();
+        let url = format!("http://{HOST}:{port}{path}");
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.namespace, "timeout", FETCH_TIMEOUT])
+            .args(["busybox", "wget", "-q", "-O", "-", &url])
+            .output();
+        let result = match output {
+            Ok(output) if output.status.success() => {
+                let body = String::from_utf8_lossy(&output.stdout);
+                let body = body.trim();
+                let plain = body.strip_prefix("[::ffff:").and_then(|b| b.strip_suffix(']'));
+                Ok(plain.unwrap_or(body).to_owned())
+            }
+            Ok(output) => {
+                Err(format!("{} {}", output.status, String::from_utf8_lossy(&output.stderr).trim()))
+            }
+            Err(err) => Err(err.to_string()),
+        };
+        (result, started.elapsed())
+    }
+}
+
+impl Drop for RemoteClient {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair, the host's end included.
+        let _ = Command::new("ip").args(["netns", "del", &self.namespace]).status();
+    }
+}
+
+/// Removes client namespaces left by test processes that no longer exist.
+fn remove_stale_namespaces() {
+    let listing =
+        run(&["ip", "netns", "list"]).map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    for line in listing.unwrap_or_default().lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let Some(pid) = name.strip_prefix(NAMESPACE_PREFIX) else { continue };
+        if !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+/// Agent `node`'s nftables table, as the agent's layout names it: `flotilla-` and ten hex
+/// digits of the node name's 64-bit FNV-1a hash (pinned there, so it never changes).
+fn table_of(node: &str) -> String {
+    let hash = node.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("flotilla-{:010x}", hash & 0xff_ffff_ffff)
+}
+
+/// The chain of TCP node port `port` in `node`'s table, or `None` if it has none.
+fn chain(node: &str, port: &str) -> Option<String> {
+    let chain = format!("node-port-tcp-{port}");
+    let output = run(&["nft", "list", "chain", "ip", &table_of(node), &chain]).ok()?;
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Whether `node`'s table refuses TCP node port `port` (it is in the `no-endpoints` set).
+fn refuses(node: &str, port: &str) -> bool {
+    let output = run(&["nft", "list", "set", "ip", &table_of(node), "no-endpoints"]);
+    output.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("tcp . {port}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ports_answer_clients_on_other_machines() -> anyhow::Result<()> {
+    eprintln!("--- start 1 master and 2 agents; a client machine in a network namespace");
+    let cluster = Cluster::start_with_agents(1, 2)?;
+    let client = RemoteClient::create()?;
+    tokio::time::timeout(TEST_TIMEOUT, scenario(&cluster, &client))
+        .await
+        .map_err(|_| anyhow::anyhow!("the test took longer than {TEST_TIMEOUT:?}"))?
+}
+
+async fn scenario(cluster: &Cluster, client: &RemoteClient) -> anyhow::Result<()> {
+    let server = format!("--server={}", cluster.members[0].api_url()?);
+    let s = server.as_str();
+    let kubectl = |args: &[&str]| {
+        let mut all = vec![s];
+        all.extend_from_slice(args);
+        cluster.kubectl_output(&all)
+    };
+    cluster.wait_for_ready_nodes(s, 2).await?;
+
+    eprintln!("--- one web server per node, and a NodePort Service over both");
+    for node in ["agent-1", "agent-2"] {
+        stdout_of(&cluster.kubectl_input(&[s, "apply", "-f", "-"], &web(node))?)?;
+    }
+    stdout_of(&cluster.kubectl_input(&[s, "apply", "-f", "-"], SERVICE)?)?;
+    let created = Instant::now();
+    let port = kubectl(&["get", "service", "np-web", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
+    assert!(port.parse::<u16>().is_ok_and(|p| p >= 30000), "node port {port:?}");
+    wait_until(Duration::from_secs(10), "both agents' node port chains", || async {
+        chain("agent-1", &port).is_some() && chain("agent-2", &port).is_some()
+    })
+    .await?;
+    eprintln!(
+        "node port {port} in both tables {:?} after the Service was created",
+        created.elapsed()
+    );
+    for node in ["agent-1", "agent-2"] {
+        stdout_of(&cluster.kubectl(&[
+            s,
+            "rollout",
+            "status",
+            &format!("deployment/np-{node}"),
+            "--timeout=90s",
+        ])?)?;
+    }
+    let pods: Vec<String> =
+        kubectl(&["get", "pods", "-l", "app=np-web", "-o", "jsonpath={.items[*].metadata.name}"])
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    let cidrs = kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].spec.podCIDR}"]);
+    let gateways: Vec<String> = cidrs
+        .split_whitespace()
+        .filter_map(|cidr| flotilla_net::node::gateway(cidr).map(|ip| ip.to_string()))
+        .collect();
+    assert_eq!(gateways.len(), 2, "{cidrs}");
+
+    eprintln!("--- Cluster: the remote client reaches a pod, which sees the node's address");
+    wait_until(Duration::from_secs(20), "a page through the node port", || async {
+        client.fetch(&port, "/").0.is_ok_and(|page| pods.contains(&page))
+    })
+    .await?;
+    for _ in 0..5 {
+        let (seen, took) = client.fetch(&port, "/cgi-bin/ip");
+        let seen = seen.map_err(anyhow::Error::msg)?;
+        assert!(gateways.contains(&seen), "masqueraded to a node's address, not {seen} ({took:?})");
+    }
+    let masquerades = |node: &str| chain(node, &port).is_some_and(|c| c.contains("meta mark set"));
+    assert!(masquerades("agent-1") && masquerades("agent-2"));
+
+    eprintln!("--- Local: the pod sees the client's own address");
+    let patched = Instant::now();
+    stdout_of(&cluster.kubectl(&[
+        s,
+        "patch",
+        "service",
+        "np-web",
+        "-p",
+        r#"{"spec":{"externalTrafficPolicy":"Local"}}"#,
+    ])?)?;
+    wait_until(Duration::from_secs(10), "both tables without masquerade", || async {
+        !masquerades("agent-1") && !masquerades("agent-2")
+    })
+    .await?;
+    eprintln!("the policy change reached both tables {:?} after the patch", patched.elapsed());
+    for _ in 0..5 {
+        let (seen, _) = client.fetch(&port, "/cgi-bin/ip");
+        assert_eq!(seen, Ok(CLIENT.to_owned()), "the client's address is kept");
+    }
+
+    eprintln!("--- Local: the node whose endpoint left drops, the other still forwards");
+    let scaled = Instant::now();
+    stdout_of(&cluster.kubectl(&[s, "scale", "deployment/np-agent-2", "--replicas=0"])?)?;
+    wait_until(Duration::from_secs(30), "agent-2 dropping the node port", || async {
+        chain("agent-2", &port).is_some_and(|c| c.contains("drop"))
+    })
+    .await?;
+    eprintln!("agent-2 drops {:?} after the scale", scaled.elapsed());
+    let forwarding = chain("agent-1", &port).unwrap_or_default();
+    assert!(forwarding.contains("dnat"), "{forwarding}");
+
+    eprintln!("--- no endpoint at all: refused at once");
+    stdout_of(&cluster.kubectl(&[s, "scale", "deployment/np-agent-1", "--replicas=0"])?)?;
+    wait_until(Duration::from_secs(30), "both tables refusing the node port", || async {
+        refuses("agent-1", &port) && refuses("agent-2", &port)
+    })
+    .await?;
+    let (refused, took) = client.fetch(&port, "/");
+    eprintln!("with no endpoint: {refused:?} after {took:?}");
+    assert!(refused.as_ref().is_err_and(|e| e.contains("refused")), "{refused:?}");
+    assert!(took < Duration::from_secs(2), "refused after {took:?}");
+
+    eprintln!("--- a deleted Service leaves no rule");
+    stdout_of(&cluster.kubectl(&[s, "delete", "service", "np-web"])?)?;
+    wait_until(Duration::from_secs(10), "the node port gone from both tables", || async {
+        ["agent-1", "agent-2"]
+            .iter()
+            .all(|node| chain(node, &port).is_none() && !refuses(node, &port))
+    })
+    .await?;
+    stdout_of(&cluster.kubectl(&[s, "delete", "deployment", "np-agent-1", "np-agent-2"])?)?;
+    Ok(())
+}
