@@ -18,6 +18,8 @@ have cargo || packages+=(cargo rustc)
 have containerd || packages+=(containerd)
 have runc || packages+=(runc)
 have iptables || packages+=(iptables)
+# Node ports and the pod network's egress rules are nftables tables, programmed with `nft`.
+have nft || packages+=(nftables)
 [ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || packages+=(containernetworking-plugins)
 # The busybox image needs a statically linked busybox (`ldd` fails on static binaries).
 if ! have busybox || ldd "$(command -v busybox || echo /bin/busybox)" >/dev/null 2>&1; then

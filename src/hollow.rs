@@ -55,7 +55,7 @@ pub struct HollowArgs {
     pub memory_gib: u64,
     /// How many nodes start per second at most (their registrations and TLS handshakes
     /// spread over the start).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 20)]
     pub start_rate: u32,
 }
 

@@ -49,6 +49,10 @@ pub const HOLLOW_GOSSIP_TIMING: Timing = Timing {
     probe_rtt: Duration::from_millis(500),
     suspicion: Duration::from_secs(3),
 };
+/// How often the process checks that its tasks run on time, and how late is too late (half
+/// the hollow nodes' probe round trip: members answering later are suspected).
+const LAG_CHECK_EVERY: Duration = Duration::from_millis(100);
+const LAG_WARNING: Duration = Duration::from_millis(250);
 /// How often starting nodes are logged.
 const PROGRESS_EVERY: usize = 100;
 /// How long the nodes' work gets to finish at shutdown: requests in flight to masters that stop
@@ -138,6 +142,7 @@ impl HollowNodes {
             tasks: TaskTracker::new(),
             gossips: Vec::with_capacity(config.count),
         };
+        nodes.tasks.spawn(watch_lag(nodes.stop.clone()));
         match nodes.start_all(&config).await {
             Ok(()) => Ok(nodes),
             Err(err) => {
@@ -260,6 +265,30 @@ impl HollowNodes {
             tokio::join!(leave, tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()));
         if drained.is_err() {
             tracing::warn!(grace = ?SHUTDOWN_GRACE, "hollow nodes' work did not finish in time");
+        }
+    }
+}
+
+/// Warns, at most every ten seconds, when the process's tasks run late: a thousand nodes on
+/// too few CPUs answer gossip probes late, and the masters then find them dead.
+async fn watch_lag(stop: CancellationToken) {
+    let mut worst = Duration::ZERO;
+    let mut since = tokio::time::Instant::now();
+    loop {
+        let due = tokio::time::Instant::now() + LAG_CHECK_EVERY;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep_until(due) => {}
+        }
+        worst = worst.max(tokio::time::Instant::now().saturating_duration_since(due));
+        if since.elapsed() >= Duration::from_secs(10) {
+            if worst >= LAG_WARNING {
+                tracing::warn!(late = ?worst, "hollow nodes run late: the process needs more CPU");
+            } else {
+                tracing::debug!(late = ?worst, "hollow nodes run on time");
+            }
+            worst = Duration::ZERO;
+            since = tokio::time::Instant::now();
         }
     }
 }

@@ -20,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 /// The lease the controllers run under.
 pub const LEASE_NAME: &str = "flotilla-controller-manager";
 const NAMESPACE: &str = "kube-system";
+/// How long the work gets to stop once the lease is lost before it is aborted: a controller
+/// that waits for something that never comes (seen with a thousand nodes starting) would keep
+/// this master out of the election for good, and with every master so, nothing would run.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Lease timing. The holder must renew within `renew_deadline`, which is shorter than
 /// `duration`, the time a candidate waits after the last change it saw.
@@ -83,10 +87,14 @@ impl Elector {
             let started = Instant::now();
             let term = shutdown.child_token();
             tracing::info!(holder = %self.identity, lease = LEASE_NAME, "leading");
-            let running = tokio::spawn(work(term.clone()));
+            let mut running = tokio::spawn(work(term.clone()));
             self.renew(lease, started, &term).await;
             term.cancel();
-            let _ = running.await;
+            if tokio::time::timeout(STOP_GRACE, &mut running).await.is_err() {
+                tracing::warn!(holder = %self.identity, grace = ?STOP_GRACE, "work did not stop in time; aborted");
+                running.abort();
+                let _ = running.await;
+            }
             if shutdown.is_cancelled() {
                 return;
             }

@@ -122,7 +122,7 @@ impl Gossip {
         };
         let foca = Foca::new(
             own.clone(),
-            foca_config(&config.timing)?,
+            foca_config(&config.timing, 0)?,
             SmallRng::seed_from_u64(rand::random()),
             BincodeCodec,
         );
@@ -141,6 +141,8 @@ impl Gossip {
             refresh: refresh.clone(),
             known: 0,
             stale: true,
+            timing: config.timing,
+            others: 0,
         };
         let task = tokio::spawn(member.run(stop.clone()));
         Ok(Gossip { view, refresh, advertise, stop, task })
@@ -191,7 +193,24 @@ fn generation() -> u64 {
         .map_or(0, |since| since.as_millis() as u64)
 }
 
-fn foca_config(timing: &Timing) -> Result<Config, GossipError> {
+/// How often a member passes on what it learnt, and to how many others.
+const GOSSIP_EVERY: Duration = Duration::from_millis(200);
+const GOSSIP_FANOUT: usize = 3;
+
+/// How long a suspected member has to refute the suspicion when the membership holds `others`
+/// members besides this one: `timing.suspicion`, or longer in a large membership. A suspicion
+/// reaches its member, and the refutation comes back, by gossip, in about log₃(n) rounds each;
+/// SWIM's suspicion time grows with the logarithm of the membership for that reason. With a
+/// fixed 750 ms, a thousand members declare down every member one probe missed, as the
+/// suspicion cannot reach it in time. Small memberships (up to about eight) keep
+/// `timing.suspicion`.
+fn suspicion_for(timing: &Timing, others: usize) -> Duration {
+    let rounds = (others as f64 + 1.0).log(GOSSIP_FANOUT as f64);
+    timing.suspicion.max(GOSSIP_EVERY.mul_f64(2.0 * rounds))
+}
+
+/// foca's configuration for `timing` in a membership of `others` besides this member.
+fn foca_config(timing: &Timing, others: usize) -> Result<Config, GossipError> {
     if timing.probe_rtt >= timing.probe_period || timing.probe_rtt.is_zero() {
         return Err(GossipError::Timing(format!(
             "the probe round trip ({:?}) must be shorter than the probe period ({:?})",
@@ -201,15 +220,15 @@ fn foca_config(timing: &Timing) -> Result<Config, GossipError> {
     let mut config = Config::new_lan(NonZeroU32::MIN.saturating_add(31));
     config.probe_period = timing.probe_period;
     config.probe_rtt = timing.probe_rtt;
-    config.suspect_to_down_after = timing.suspicion;
+    config.suspect_to_down_after = suspicion_for(timing, others);
     config.max_packet_size = NonZeroUsize::MIN.saturating_add(MAX_PACKET - 1);
     // A member that missed a verdict (it just started, or a datagram was lost) catches up from
     // another's full membership within seconds.
     config.periodic_announce =
         Some(PeriodicParams { frequency: Duration::from_secs(2), num_members: NonZeroUsize::MIN });
     config.periodic_gossip = Some(PeriodicParams {
-        frequency: Duration::from_millis(200),
-        num_members: NonZeroUsize::MIN.saturating_add(2),
+        frequency: GOSSIP_EVERY,
+        num_members: NonZeroUsize::MIN.saturating_add(GOSSIP_FANOUT - 1),
     });
     Ok(config)
 }
@@ -231,6 +250,9 @@ struct Member {
     /// Whether the membership may have changed since the view was last published (it is not
     /// built while nobody watches it).
     stale: bool,
+    timing: Timing,
+    /// How many other members foca's configuration was last made for.
+    others: usize,
 }
 
 /// A timer in the heap, ordered by deadline and sequence only.
@@ -295,6 +317,25 @@ impl Member {
         }
     }
 
+    /// Gives foca the suspicion time of the membership's current size.
+    fn follow_membership_size(&mut self) {
+        let others = self.foca.num_members();
+        if others == self.others {
+            return;
+        }
+        let before = suspicion_for(&self.timing, self.others);
+        self.others = others;
+        if suspicion_for(&self.timing, others) == before {
+            return;
+        }
+        let applied = foca_config(&self.timing, others).and_then(|config| {
+            self.foca.set_config(config).map_err(|err| GossipError::Timing(err.to_string()))
+        });
+        if let Err(err) = applied {
+            tracing::debug!(error = %err, "rescaling the suspicion time");
+        }
+    }
+
     /// Announces this member to every seed while it knows no other member.
     fn announce_if_alone(&mut self) {
         if self.foca.num_members() > 0 {
@@ -327,6 +368,7 @@ impl Member {
             log(&notification);
             self.stale = true;
         }
+        self.follow_membership_size();
         // Building the view costs a pass over the whole membership; a thousand members in one
         // process (hollow nodes) would spend their time on views nobody reads.
         if self.publish.receiver_count() == 0 {
@@ -371,5 +413,33 @@ fn log(notification: &OwnedNotification<Peer>) {
             tracing::info!(generation = peer.generation, "gossip: rejoined under a new generation");
         }
         OwnedNotification::Rename(..) | OwnedNotification::Active | OwnedNotification::Idle => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_suspicion_time_grows_with_the_logarithm_of_the_membership() {
+        let timing = Timing::default();
+        let cases = [
+            (0, 750),
+            (2, 750),
+            // A local cluster: 5 masters and 2 agents.
+            (6, 750),
+            (8, 800),
+            (100, 1680),
+            (1_000, 2515),
+            (10_000, 3353),
+        ];
+        for (others, millis) in cases {
+            let suspicion = suspicion_for(&timing, others);
+            assert_eq!(suspicion.as_millis(), millis, "{others} others");
+            let config = foca_config(&timing, others).unwrap();
+            assert_eq!(config.suspect_to_down_after, suspicion);
+        }
+        let slow = Timing { suspicion: Duration::from_secs(3), ..timing };
+        assert_eq!(suspicion_for(&slow, 1_000), Duration::from_secs(3));
     }
 }
