@@ -1,7 +1,7 @@
 //! `flotilla agent`: one node's agent.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -65,6 +65,10 @@ pub struct AgentArgs {
     /// masters serve `kubectl logs`. The certificate must be valid for NODE_IP as a server.
     #[arg(long, default_value_t = DEFAULT_SERVER_PORT)]
     pub kubelet_port: u16,
+    /// A network namespace to run in (a file such as /run/netns/NAME): several agents on one
+    /// machine, each its own node. The agent's containerd and pods' networking live there too.
+    #[arg(long)]
+    pub netns: Option<PathBuf>,
 }
 
 /// `flotilla reset`: what a node's agent ran, removed.
@@ -76,6 +80,19 @@ pub struct ResetArgs {
     /// The agent's data directory.
     #[arg(long)]
     pub data_dir: PathBuf,
+    /// The network namespace the agent ran in (its `--netns`).
+    #[arg(long)]
+    pub netns: Option<PathBuf>,
+}
+
+/// Moves this process into the network namespace at `path`. Only the calling thread moves, so
+/// it must run before any other thread starts.
+pub fn join_network_namespace(path: &Path) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("opening the network namespace {}", path.display()))?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("joining the network namespace {}", path.display()))?;
+    Ok(())
 }
 
 /// Stops and removes every pod of the node's containerd, its network leftovers and pod

@@ -3,6 +3,7 @@
 mod agent;
 mod hollow;
 mod image;
+mod lan;
 mod master;
 mod up;
 
@@ -62,6 +63,19 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A network namespace is joined before the runtime starts any thread: each thread keeps
+    // the namespace it started in.
+    let netns = match &cli.command {
+        Command::Agent(args) => args.netns.as_deref(),
+        Command::Reset(args) => args.netns.as_deref(),
+        _ => None,
+    };
+    if let Some(path) = netns {
+        if let Err(e) = agent::join_network_namespace(path) {
+            eprintln!("flotilla: {}", one_line(&e));
+            return ExitCode::FAILURE;
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

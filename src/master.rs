@@ -106,6 +106,11 @@ pub struct MasterArgs {
     /// can resume from anything newer).
     #[arg(long, default_value_t = 300)]
     pub compaction_interval: u64,
+    /// Let `kubectl proxy` and the `proxy` subresources reach pods and nodes at loopback
+    /// addresses, which are refused by default as kube-apiserver refuses them: only for nodes
+    /// that share the masters' machine and network (agents run with `--node-ip 127.0.0.1`).
+    #[arg(long)]
+    pub proxy_allow_loopback: bool,
     /// The range node ports are allocated from.
     #[arg(long, default_value = "30000-32767")]
     pub service_node_port_range: String,
@@ -198,6 +203,7 @@ impl MasterArgs {
             service_account_key_file: self.service_account_key_file(),
             ranges: ServiceRanges { network, prefix_len, node_ports },
             compaction_interval: Duration::from_secs(self.compaction_interval.max(1)),
+            proxy_loopback: self.proxy_allow_loopback,
         }))
     }
 }
@@ -317,8 +323,14 @@ impl Services {
         let mut services = Services::default();
         let Some(api_config) = args.api_config()? else { return Ok(services) };
         let api = ApiServer::start(master.store().clone(), api_config.clone()).await?;
-        // The controllers talk to this master's own API.
-        let api_url = format!("https://127.0.0.1:{}", api.local_addr().port());
+        // The controllers talk to this master's own API: where it listens, or on loopback when
+        // it listens on every address.
+        let local = api.local_addr();
+        let host = match local.ip() {
+            ip if ip.is_unspecified() => std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
+            ip => ip,
+        };
+        let api_url = format!("https://{}", std::net::SocketAddr::new(host, local.port()));
         services.api = Some(api);
         let gossip = match start_gossip(&args.name, &api_config).await {
             Ok(gossip) => services.gossip.insert(gossip),

@@ -1,7 +1,11 @@
-//! `flotilla up`: a local cluster of separate processes on loopback, TLS on.
+//! `flotilla up`: a local cluster of separate processes, TLS on. The store's members talk on
+//! loopback. Agents each run in a network namespace of their own on a bridge ([`Lan`]), as
+//! separate machines would, and the masters serve their API on the host's address there; a
+//! cluster without agents keeps its API on loopback too.
 //!
 //! Layout of DIR: `pki/` (CA, member and admin certificates, and `sa.key`, the service-account
-//! signing key the masters find beside the CA), `etcd.env` (etcdctl settings),
+//! signing key the masters find beside the CA), `etcd.env` (etcdctl settings), `lan.env` (the
+//! agents' network: bridge, subnet, addresses),
 //! and per member (`master-<n>`, `agent-<n>`, `hollow` for all hollow nodes) `DIR/<member>/`
 //! with `data/`, `log`, `pid` and `cmd` (the exact command that restarts the member). Members
 //! that die are not restarted: chaos tests rely on that.
@@ -17,7 +21,9 @@ use flotilla_store::ports::free_local_port;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
 
+use crate::lan::Lan;
 use crate::master::{
     kubernetes_service_ip, DEFAULT_SERVICE_CLUSTER_IP_RANGE, KUBERNETES_SERVICE_NAMES,
 };
@@ -60,6 +66,9 @@ struct Member {
     /// For an agent: the data directory whose containerd and pods are removed at stop.
     agent_data: Option<PathBuf>,
 }
+
+/// Where `ip netns add` keeps named network namespaces.
+const NETNS_DIR: &str = "/run/netns";
 
 /// Agents of a local cluster are `agent-1`, `agent-2`, …
 const AGENT_PREFIX: &str = "agent-";
@@ -118,6 +127,29 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         );
     }
     let pki = ClusterPki::create(&dir.join("pki"))?;
+    let lan = match args.agents {
+        0 => None,
+        agents => {
+            let lan = Lan::plan(&dir, agents).await?;
+            lan.create().await.context("creating the agents' network")?;
+            std::fs::write(dir.join("lan.env"), lan.env())?;
+            Some(lan)
+        }
+    };
+    let up = start(&args, &dir, &pki, lan.as_ref()).await;
+    if let Some(lan) = &lan {
+        lan.remove().await;
+    }
+    up
+}
+
+/// Starts the members, stays until interrupted, then stops them.
+async fn start(
+    args: &UpArgs,
+    dir: &Path,
+    pki: &ClusterPki,
+    lan: Option<&Lan>,
+) -> anyhow::Result<()> {
     let (ca, admin) = (pki.ca.clone(), pki.admin.clone());
 
     let names: Vec<String> = (1..=args.masters).map(|i| format!("master-{i}")).collect();
@@ -136,7 +168,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // The masters serve in-cluster clients too, who know the API as the `kubernetes` Service
     // (the masters run with the default service range).
     let service_ip = kubernetes_service_ip(DEFAULT_SERVICE_CLUSTER_IP_RANGE)?.to_string();
-    let mut hosts = vec!["127.0.0.1", "localhost", service_ip.as_str()];
+    let api_host = lan.map_or_else(|| "127.0.0.1".to_string(), |lan| lan.gateway.to_string());
+    let mut hosts = vec!["127.0.0.1", "localhost", service_ip.as_str(), api_host.as_str()];
     hosts.extend(KUBERNETES_SERVICE_NAMES);
 
     let mut members = Vec::new();
@@ -156,10 +189,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             format!("--trusted-ca-file={}", ca.cert.display()),
             format!("--cert-file={}", cert.cert.display()),
             format!("--key-file={}", cert.key.display()),
-            format!("--listen-api-url=https://127.0.0.1:{api}"),
+            format!("--listen-api-url=https://{api_host}:{api}"),
         ];
         let (child, pid_file) = spawn(&member_dir, name, &argv)?;
-        let api_url = format!("https://127.0.0.1:{api}");
+        let api_url = format!("https://{api_host}:{api}");
         members.push(Member {
             name: name.clone(),
             client_url,
@@ -192,20 +225,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         return Err(e);
     }
     let api_urls: Vec<String> = members.iter().map(|m| m.api_url.clone()).collect();
-    for index in 1..=args.agents {
-        let name = format!("{AGENT_PREFIX}{index}");
+    for (index, (namespace, address)) in lan.iter().flat_map(|lan| &lan.agents).enumerate() {
+        let name = format!("{AGENT_PREFIX}{}", index + 1);
         let member_dir = dir.join(&name);
         std::fs::create_dir_all(&member_dir)?;
-        let cert = pki.issue_agent(&name, &["127.0.0.1"])?;
+        let address = address.to_string();
+        let cert = pki.issue_agent(&name, &[address.as_str()])?;
         let argv: Vec<String> = vec![
             binary.display().to_string(),
             "agent".into(),
             format!("--name={name}"),
+            format!("--netns={NETNS_DIR}/{namespace}"),
             format!("--api-servers={}", api_urls.join(",")),
             format!("--ca-file={}", ca.cert.display()),
             format!("--cert-file={}", cert.cert.display()),
             format!("--key-file={}", cert.key.display()),
-            "--node-ip=127.0.0.1".into(),
+            format!("--node-ip={address}"),
             format!("--gossip-port={}", free_local_port()?),
             format!("--kubelet-port={}", free_local_port()?),
             format!("--data-dir={}", member_data_dir(&member_dir).display()),
@@ -264,10 +299,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let count = args.hollow_nodes;
         println!("hollow: {count} (nodes {HOLLOW_PREFIX}1..{HOLLOW_PREFIX}{count}, one process)");
     }
+    let routing = CancellationToken::new();
+    if let Some(lan) = lan {
+        let routed = async { lan.route(admin_client(&kubeconfig).await?, routing.clone()) };
+        if let Err(err) = routed.await {
+            stop(&mut members).await;
+            return Err(err.context("routing the host to the pods"));
+        }
+        println!("lan: {} on bridge {} (the host is {})", lan.subnet, lan.bridge, lan.gateway);
+    }
     println!("kubectl: KUBECONFIG={} kubectl get nodes", kubeconfig.display());
     println!("ready");
 
     shutdown_signal().await;
+    routing.cancel();
     stop(&mut members).await;
     Ok(())
 }
@@ -292,6 +337,14 @@ fn spawn(member_dir: &Path, name: &str, argv: &[String]) -> anyhow::Result<(Chil
     let pid_file = member_dir.join("pid");
     std::fs::write(&pid_file, format!("{}\n", child.id().unwrap_or(0)))?;
     Ok((child, pid_file))
+}
+
+/// A client of the API as the administrator, from the kubeconfig `up` wrote.
+async fn admin_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+    let file = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(file, &options).await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// An administrator's kubeconfig for the API at `server`, using the cluster's certificates.

@@ -7,8 +7,8 @@
 //! ([`worker`]) in a containerd of its own ([`containerd`]), or in one given by
 //! `--container-runtime-endpoint`, and reports the node Ready once the runtime and its pod
 //! network are. Its networking ([`flotilla_net::node`]) load-balances Services in the eBPF
-//! dataplane, translates node ports for other machines in nftables and answers the cluster DNS
-//! for its pods.
+//! dataplane, translates node ports for other machines in nftables, routes to other nodes' pods
+//! ([`flotilla_net::pod_network`]) and answers the cluster DNS for its pods.
 //!
 //! Everything above the container runtime ([`kubelet`]: registration, status, the pod CIDR,
 //! the pod workers) is the same for [`HollowNodes`], many simulated nodes in one process over
@@ -45,6 +45,7 @@ use flotilla_net::dns::{parse_resolv_conf, ZoneConfig};
 use flotilla_net::gossip::{Gossip, GossipConfig, GossipError, Role, Timing};
 use flotilla_net::node::NodeNetConfig;
 use flotilla_net::node_ports::NftTable;
+use flotilla_net::pod_network::{self, PodNetworkConfig};
 use flotilla_store::pki::TlsFiles;
 pub use hollow::{HollowConfig, HollowNodes};
 use kubelet::{node_context, services, Kubelet, PodPaths};
@@ -114,6 +115,8 @@ pub enum AgentError {
     Dataplane(#[from] flotilla_ebpf::EbpfError),
     #[error("removing the node ports' nftables table: {0}")]
     NodePorts(#[from] flotilla_net::node_ports::NodePortError),
+    #[error("removing the pod network: {0}")]
+    PodNetwork(#[from] flotilla_net::pod_network::PodNetworkError),
     #[error("node address {0} is not an IP address (gossip needs one)")]
     NodeAddress(String),
     #[error(transparent)]
@@ -217,6 +220,23 @@ impl Agent {
                 tracing::error!(error = %err, "node networking stopped");
             }
         });
+        // With its own containerd the agent owns the node's pod network (the CNI bridge); the
+        // routes to other nodes' pods and the egress masquerade go with it.
+        if containerd.is_some() {
+            match pod_network::Commands::find() {
+                Ok(commands) => {
+                    let routes = PodNetworkConfig {
+                        node: Some(config.name.clone()),
+                        egress_table: layout.egress_table(),
+                        masquerade: Default::default(),
+                        internal: Default::default(),
+                    };
+                    let run = pod_network::run(client.clone(), routes, commands, stop.clone());
+                    tasks.spawn(run);
+                }
+                Err(err) => tracing::warn!(error = %err, "pods cannot reach other nodes' pods"),
+            }
+        }
         let machine = Machine::read(&config.data_dir).map_err(|err| AgentError::DataDir {
             path: config.data_dir.display().to_string(),
             reason: err.to_string(),
@@ -267,9 +287,19 @@ impl Agent {
 
 /// Removes what `layout`'s node left on the machine: its pods, containerd and pod network
 /// leftovers, then its service dataplane (the programs stop translating Service addresses)
-/// and its node ports' nftables table. Every step runs even when an earlier one failed.
+/// its node ports' nftables table, and its pod network (routes to other nodes' pods, the
+/// egress table). Every step runs even when an earlier one failed.
 pub async fn reset(layout: &Layout) -> Result<(), AgentError> {
     let pods = containerd::reset(layout).await;
+    let pod_network = match pod_network::Commands::find() {
+        Ok(mut commands) => {
+            let routes = commands.remove_routes().await;
+            let table = commands.remove_table(&layout.egress_table()).await;
+            routes.and(table)
+        }
+        // Without the tools no agent could have made either.
+        Err(_) => Ok(()),
+    };
     let dataplane = flotilla_ebpf::reset(&DataplaneConfig::for_node(layout.node()).pin_dir);
     let node_ports = match NftTable::find(layout.node_port_table()) {
         Ok(table) => table.remove().await,
@@ -278,6 +308,7 @@ pub async fn reset(layout: &Layout) -> Result<(), AgentError> {
     };
     pods?;
     dataplane?;
+    pod_network?;
     Ok(node_ports?)
 }
 

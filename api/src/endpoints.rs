@@ -175,7 +175,11 @@ pub async fn resource<S: KvStore>(
     if !resource.namespaced && path.namespace.is_some() {
         return Err(ApiError::NoRoute);
     }
-    let verb = verb(&parts.method, &path, query)?;
+    let verb = if path.subresource.as_deref() == Some("proxy") {
+        crate::proxy::verb(&parts.method).ok_or(ApiError::MethodNotAllowed)?
+    } else {
+        verb(&parts.method, &path, query)?
+    };
     let subresource = match path.subresource.as_deref() {
         None => None,
         Some(name) => {

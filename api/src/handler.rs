@@ -23,6 +23,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::negotiate::{self, Accept, Encoding, Shape, MAX_BODY_BYTES};
 use crate::node_proxy::{ClientUpgrade, NodeClient};
+use crate::proxy::{ClientAddress, ProxyBody, Upstreams};
 use crate::rbac::{Attributes, Authorizer};
 use crate::registry::{Registry, WatchStream};
 use crate::request::{self, Query, Route};
@@ -50,6 +51,8 @@ pub struct Api<S> {
     pub(crate) config: ApiConfig,
     /// Connections to the nodes' agents, for the subresources a node serves.
     pub(crate) nodes: NodeClient,
+    /// Connections to the backends of the `proxy` subresources.
+    pub(crate) upstreams: Upstreams,
     metrics: Metrics,
     ready: AtomicBool,
 }
@@ -69,6 +72,7 @@ impl<S: KvStore> Api<S> {
         issuer: Issuer,
         config: ApiConfig,
         nodes: NodeClient,
+        upstreams: Upstreams,
     ) -> Self {
         Api {
             registry: Registry::new(Catalog::default(), store, config.ranges),
@@ -76,6 +80,7 @@ impl<S: KvStore> Api<S> {
             issuer,
             config,
             nodes,
+            upstreams,
             metrics: Metrics::default(),
             ready: AtomicBool::new(false),
         }
@@ -104,10 +109,11 @@ impl<S: KvStore> Api<S> {
 
     pub async fn handle(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         cert_user: Option<User>,
         peer: SocketAddr,
     ) -> Response<Body> {
+        request.extensions_mut().insert(ClientAddress(peer));
         let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_string();
@@ -164,8 +170,16 @@ impl<S: KvStore> Api<S> {
         let user =
             self.authenticate(&parts.headers, cert_user).await.map_err(|e| fail(e, "", ""))?;
         let name = user.name.clone();
-        let accept = Accept::negotiate(header_str(&parts.headers, header::ACCEPT))
-            .map_err(|e| fail(e, "", &name))?;
+        let proxied = matches!(
+            &route,
+            Some(Route::Resource(path)) if path.subresource.as_deref() == Some("proxy")
+        );
+        let accept = match Accept::negotiate(header_str(&parts.headers, header::ACCEPT)) {
+            Ok(accept) => accept,
+            // A proxied request's Accept is the backend's business; errors are JSON.
+            Err(_) if proxied => Accept::JSON,
+            Err(err) => return Err(fail(err, "", &name)),
+        };
         let Some(route) = route else {
             return Err(fail(ApiError::NoRoute, "", &name));
         };
@@ -175,7 +189,13 @@ impl<S: KvStore> Api<S> {
         };
         let response = match route {
             Route::Resource(path) => {
-                let body = read_body(body).await.map_err(|e| fail(e, &resource_label, &name))?;
+                let body = if proxied {
+                    // Streamed to the backend as it arrives, without the size limit.
+                    parts.extensions.insert(ProxyBody::new(body));
+                    Bytes::new()
+                } else {
+                    read_body(body).await.map_err(|e| fail(e, &resource_label, &name))?
+                };
                 crate::endpoints::resource(self, &parts, body, path, &user, &query, accept)
                     .await
                     .map_err(|e| fail(e, &resource_label, &name))?

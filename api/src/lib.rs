@@ -24,6 +24,7 @@ mod node_proxy;
 pub mod openapi;
 pub mod patch;
 mod protobuf;
+mod proxy;
 pub mod rbac;
 pub mod registry;
 mod render;

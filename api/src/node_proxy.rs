@@ -50,6 +50,11 @@ impl NodeClient {
         Ok(NodeClient { tls: TlsConnector::from(Arc::new(files.client_config()?)) })
     }
 
+    /// The TLS settings agents are reached with, for the node proxy.
+    pub(crate) fn connector(&self) -> TlsConnector {
+        self.tls.clone()
+    }
+
     /// Sends a request without body to the agent at `address` and returns its response head;
     /// the body arrives as the agent sends it. `headers` are added to the request.
     async fn send(
@@ -145,7 +150,7 @@ impl ClientUpgrade {
         ClientUpgrade(Arc::new(std::sync::Mutex::new(Some(upgrade))))
     }
 
-    fn take(&self) -> Option<hyper::upgrade::OnUpgrade> {
+    pub(crate) fn take(&self) -> Option<hyper::upgrade::OnUpgrade> {
         self.0.lock().ok()?.take()
     }
 }
@@ -206,20 +211,25 @@ pub async fn stream<S: KvStore>(
         parts.extensions.get::<ClientUpgrade>().and_then(ClientUpgrade::take).ok_or_else(|| {
             ApiError::BadRequest("the request does not ask for an upgrade".into())
         })?;
-    let agent = hyper::upgrade::on(&mut response);
-    tokio::spawn(async move {
-        match tokio::try_join!(client, agent) {
-            Ok((client, agent)) => {
-                let (mut client, mut agent) = (TokioIo::new(client), TokioIo::new(agent));
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut agent).await;
-            }
-            Err(err) => tracing::debug!(error = %err, "a streaming upgrade failed"),
-        }
-    });
+    splice(client, hyper::upgrade::on(&mut response));
     let mut switched = Response::new(Empty::new().boxed_unsync());
     *switched.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     *switched.headers_mut() = response.headers().clone();
     Ok(switched)
+}
+
+/// Joins the client's upgraded connection to the backend's once both have switched
+/// protocols; the bytes flow both ways until either side closes.
+pub(crate) fn splice(client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        match tokio::try_join!(client, backend) {
+            Ok((client, backend)) => {
+                let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+            }
+            Err(err) => tracing::debug!(error = %err, "an upgrade failed"),
+        }
+    });
 }
 
 /// The agent's response with its status and content type, its body streamed until it ends
@@ -254,7 +264,8 @@ async fn agent_address<S: KvStore>(api: &Api<S>, node: &str) -> Result<SocketAdd
     })
 }
 
-fn node_agent_address(node: &Value) -> Option<SocketAddr> {
+/// Where a node's agent listens, from the Node object (None without a usable address).
+pub(crate) fn node_agent_address(node: &Value) -> Option<SocketAddr> {
     let addresses = node.pointer("/status/addresses").and_then(Value::as_array)?;
     let address_of = |kind: Option<&str>| {
         addresses

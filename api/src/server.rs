@@ -20,6 +20,7 @@ use crate::allocate::ServiceRanges;
 use crate::auth::{self, Tokens};
 use crate::handler::Api;
 use crate::node_proxy::NodeClient;
+use crate::proxy::Upstreams;
 use crate::serviceaccount::{Issuer, KeyError, SigningKey};
 
 /// How long a client may take for the TLS handshake.
@@ -44,6 +45,9 @@ pub struct ApiConfig {
     pub ranges: ServiceRanges,
     /// How often the store's history is compacted.
     pub compaction_interval: Duration,
+    /// Whether the `proxy` subresources may reach loopback addresses, which kube-apiserver
+    /// refuses (nodes sharing the masters' host and network are at 127.0.0.1).
+    pub proxy_loopback: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +58,8 @@ pub enum ApiServerError {
     Tokens(#[from] auth::TokenFileError),
     #[error(transparent)]
     ServiceAccountKey(#[from] KeyError),
+    #[error("the TLS client of the proxy: {0}")]
+    ProxyTls(#[from] rustls::Error),
     #[error("binding {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -97,7 +103,8 @@ impl ApiServer {
         let files =
             TlsFiles { ca: &config.ca_file, cert: &config.cert_file, key: &config.key_file };
         let nodes = NodeClient::new(files)?;
-        let api = Arc::new(Api::new(store, tokens, issuer, config, nodes));
+        let upstreams = Upstreams::new(nodes.connector())?;
+        let api = Arc::new(Api::new(store, tokens, issuer, config, nodes, upstreams));
         tasks.spawn(api.clone().run_background(shutdown.clone(), tasks.clone()));
         tasks.spawn(accept_loop(listener, tls, api, shutdown.clone(), tasks.clone()));
         tracing::info!(address = %local_addr, "serving the Kubernetes API");

@@ -1,7 +1,7 @@
 //! Subresources: status, scale, binding, eviction, namespace finalize and a service account's
-//! token ([`crate::serviceaccount`]); a pod's log, exec,
-//! attach and port-forward through its node's agent ([`crate::node_proxy`]). `proxy` answers
-//! 503: agents do not serve it yet.
+//! token ([`crate::serviceaccount`]); a pod's log, exec, attach and port-forward through its
+//! node's agent ([`crate::node_proxy`]); the `proxy` of pods, services and nodes
+//! ([`crate::proxy`]).
 
 use bytes::Bytes;
 use flotilla_store::KvStore;
@@ -33,6 +33,10 @@ pub async fn serve<S: KvStore>(
     query: &Query,
     accept: Accept,
 ) -> Result<Response<Body>, ApiError> {
+    if sub == Subresource::Proxy {
+        // The query is the backend's: none of it is read here.
+        return crate::proxy::serve(api, parts, &target).await;
+    }
     let registry = &api.registry;
     let options = crate::endpoints::write_options(parts, query, user)?;
     match (sub, verb) {
@@ -164,16 +168,6 @@ pub async fn serve<S: KvStore>(
         }
         (Subresource::PortForward, "get" | "create") => {
             crate::node_proxy::stream(api, parts, &target, query, Stream::PortForward).await
-        }
-        (Subresource::Proxy, _) => {
-            let stored = registry.get(&target, true).await?;
-            let node =
-                stored.object.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
-            Err(ApiError::Unavailable(if node.is_empty() {
-                format!("pod {} is not scheduled to a node yet", target.name)
-            } else {
-                format!("the agent of node {node} does not proxy to pods yet")
-            }))
         }
         _ => Err(ApiError::MethodNotAllowed),
     }

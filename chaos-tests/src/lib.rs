@@ -359,6 +359,25 @@ impl Cluster {
         kill(Pid::from_raw(pid), signal).with_context(|| format!("sending {signal} to agent-{n}"))
     }
 
+    /// The network namespace agent `n` runs in (the name under /run/netns, for `ip netns exec`).
+    pub fn agent_netns(&self, n: usize) -> anyhow::Result<String> {
+        let cmd = std::fs::read_to_string(self.agent_dir(n).join("cmd"))?;
+        cmd.split_whitespace()
+            .find_map(|word| word.strip_prefix("--netns="))
+            .and_then(|path| path.rsplit('/').next())
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("agent-{n} runs in no network namespace"))
+    }
+
+    /// A value of the agents' network as `flotilla up` describes it in `DIR/lan.env`
+    /// (`FLOTILLA_LAN_BRIDGE`, `_SUBNET`, `_GATEWAY`, `_AGENTS`).
+    pub fn lan(&self, key: &str) -> anyhow::Result<String> {
+        read_env(&self.dir.join("lan.env"))?
+            .into_iter()
+            .find_map(|(k, v)| (k == key).then_some(v))
+            .ok_or_else(|| anyhow!("{key} is not in lan.env"))
+    }
+
     /// Restarts agent `n` with its recorded command.
     pub fn restart_agent(&self, n: usize) -> anyhow::Result<()> {
         restart_in(&self.agent_dir(n))

@@ -385,7 +385,7 @@ mod tests {
 
     #[tokio::test]
     async fn node_ports_follow_the_services_the_proxy_syncs() {
-        use crate::node_ports::{MemoryNodePortTable, NodePort, Verdict};
+        use crate::node_ports::{Destination, MemoryNodePortTable, NodePort, Verdict};
         use flotilla_ebpf::MemoryTable;
         let node = NodeView::new("node-1", &[]);
         let proxy = Proxy::new(MemoryTable::default(), node, Frontends::new()).unwrap();
@@ -413,7 +413,7 @@ mod tests {
             let table = follower.node_ports.as_ref().unwrap().table();
             let rules = table.rules.clone().unwrap_or_default();
             let of = |port| {
-                let port = NodePort { protocol: Protocol::Tcp, port };
+                let port = Destination::from(NodePort { protocol: Protocol::Tcp, port });
                 rules.get(&port).map(|rule| matches!(rule.verdict, Verdict::Forward { .. }))
             };
             (of(30001), of(30002))

@@ -90,8 +90,9 @@ oom_score = 0
 }
 
 /// The node's CNI network: pods on the node's bridge with addresses from `pod_cidr` (host-local
-/// leases in the layout's CNI data directory), masqueraded when they leave the pod network, and
-/// `hostPort`s through portmap. containerd 1.6 sets up `lo` itself, so loopback needs no entry.
+/// leases in the layout's CNI data directory) and `hostPort`s through portmap. The bridge does
+/// not masquerade: traffic to other nodes' pods keeps its address, and the node's egress table
+/// ([`flotilla_net::pod_network`]) masquerades the rest. containerd 1.6 sets up `lo` itself, so loopback needs no entry.
 pub fn render_cni(layout: &Layout, pod_cidr: &str) -> String {
     let conflist = json!({
         "cniVersion": "1.0.0",
@@ -101,7 +102,7 @@ pub fn render_cni(layout: &Layout, pod_cidr: &str) -> String {
                 "type": "bridge",
                 "bridge": layout.bridge(),
                 "isGateway": true,
-                "ipMasq": true,
+                "ipMasq": false,
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
@@ -290,7 +291,7 @@ mod tests {
         let bridge = &plugins[0];
         assert_eq!(bridge["bridge"], layout.bridge());
         assert_eq!(bridge["isGateway"], true);
-        assert_eq!(bridge["ipMasq"], true);
+        assert_eq!(bridge["ipMasq"], false);
         assert_eq!(bridge["hairpinMode"], true);
         let ipam = &bridge["ipam"];
         assert_eq!(ipam["type"], "host-local");

@@ -149,6 +149,12 @@ impl Layout {
         &self.network
     }
 
+    /// The nftables table (family `ip`) that masquerades the node's pods leaving the pod
+    /// networks.
+    pub fn egress_table(&self) -> String {
+        format!("{}-egress", self.network)
+    }
+
     /// The cgroup (cgroupfs path) under which this node's pod cgroups go: see [`cgroup_parent`].
     pub fn cgroup_parent(&self) -> String {
         cgroup_parent(&self.node)

@@ -1,7 +1,13 @@
 //! The node's pods, kubelet's pod workers: one task per pod, each running passes of
 //! [`sync::Syncer`] one at a time, woken by the watch of the pods bound to this node, by a
 //! relist of the runtime every second (kubelet's PLEG: a container that exits is noticed
-//! within a second), and by the pass's own requeue time.
+//! within a second), by a change of a ConfigMap or Secret the pod uses, and by the pass's own
+//! requeue time.
+//!
+//! The ConfigMaps and Secrets the pods read come from [`objects_cache`]: each pod is registered
+//! with the objects it references when the watch of pods shows it, and unregistered when it
+//! reaches a terminal phase or its worker ends, so each object is watched while some pod here
+//! may still read it.
 //!
 //! Invariants:
 //! - At most one pass runs for a pod at a time, so decisions never race each other.
@@ -11,12 +17,13 @@
 
 mod containers;
 mod hooks;
+mod objects_cache;
 mod observe;
 mod probe;
 pub(crate) mod sync;
 mod volumes;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +39,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::cri::Runtime;
 use crate::pods::sandbox::POD_UID_LABEL;
+use objects_cache::{ApiObjects, ObjectCache, ObjectKey, ObjectReader, ObjectUsers};
 use sync::{Outcome, PodState, Syncer};
 
 /// How often the runtime is relisted for changes.
@@ -64,6 +72,10 @@ pub(crate) async fn run<R: Runtime>(syncer: Syncer<R>, node: String, stop: Cance
     let mut fingerprints: BTreeMap<String, Fingerprint> = BTreeMap::new();
     let mut relist = tokio::time::interval(RELIST);
     relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let source = Arc::new(ApiObjects::new(syncer.client.clone()));
+    let (objects, mut changed_objects) = ObjectCache::new(source, &stop);
+    let mut users = ObjectUsers::default();
+    let reader = objects.reader();
 
     let spawn =
         |workers: &mut HashMap<String, Worker>, uid: String, key: Option<ObjectRef<Pod>>| {
@@ -75,6 +87,7 @@ pub(crate) async fn run<R: Runtime>(syncer: Syncer<R>, node: String, stop: Cance
             tasks.spawn(work(
                 syncer.clone(),
                 store.clone(),
+                reader.clone(),
                 uid.clone(),
                 key,
                 wake.clone(),
@@ -92,6 +105,14 @@ pub(crate) async fn run<R: Runtime>(syncer: Syncer<R>, node: String, stop: Cance
                 match event {
                     Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
                         let Some(uid) = pod.metadata.uid.clone() else { continue };
+                        // Before its worker starts, so its objects' watches start listing. A pod in
+                        // a terminal phase reads them no more (kubelet unregisters it then too).
+                        let references = if sync::is_terminal(&pod) {
+                            BTreeSet::new()
+                        } else {
+                            ObjectKey::referenced_by(&pod)
+                        };
+                        objects.apply(&users.register(&uid, references));
                         let key = ObjectRef::from_obj(&pod);
                         if listed {
                             spawn(&mut workers, uid, Some(key));
@@ -118,6 +139,14 @@ pub(crate) async fn run<R: Runtime>(syncer: Syncer<R>, node: String, stop: Cance
             }
             Some(uid) = finished_rx.recv() => {
                 workers.remove(&uid);
+                objects.apply(&users.unregister(&uid));
+            }
+            Some(object) = changed_objects.recv() => {
+                for uid in users.pods_using(&object) {
+                    if let Some(worker) = workers.get(uid) {
+                        worker.wake.notify_one();
+                    }
+                }
             }
             _ = relist.tick() => {
                 let Ok(current) = relisted(&syncer.runtime).await else { continue };
@@ -138,6 +167,7 @@ pub(crate) async fn run<R: Runtime>(syncer: Syncer<R>, node: String, stop: Cance
     }
     tasks.close();
     tasks.wait().await;
+    objects.shutdown().await;
 }
 
 /// Every pod's sandboxes and containers, by pod uid.
@@ -164,16 +194,18 @@ async fn relisted<R: Runtime>(runtime: &R) -> Result<BTreeMap<String, Fingerprin
 }
 
 /// One pod's worker: passes until the pod is gone from the API and from the runtime.
+#[allow(clippy::too_many_arguments)] // The worker's inputs, each used once.
 async fn work<R: Runtime>(
     syncer: Syncer<R>,
     store: Store<Pod>,
+    objects: ObjectReader,
     uid: String,
     key: Option<ObjectRef<Pod>>,
     wake: Arc<Notify>,
     stop: CancellationToken,
     finished: mpsc::UnboundedSender<String>,
 ) {
-    let mut state = PodState::new(wake.clone());
+    let mut state = PodState::new(wake.clone(), objects);
     loop {
         let pod = key
             .as_ref()

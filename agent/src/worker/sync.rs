@@ -20,6 +20,7 @@ use kube::runtime::reflector::Store;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+use super::objects_cache::ObjectReader;
 use super::observe::{observe, sandbox_state, Sandboxes};
 use super::probe::{Prober, Target};
 use super::volumes::token::TokenCache;
@@ -61,16 +62,20 @@ pub(crate) struct PodState {
     pub prober: Prober,
     /// Service account tokens of the pod's projected volumes, refreshed when due.
     pub tokens: TokenCache,
+    /// The node's watched ConfigMaps and Secrets, which the pod's passes read.
+    pub objects: ObjectReader,
 }
 
 impl PodState {
-    /// A new pod's state; `wake` is its worker's, which the probes wake on a changed result.
-    pub(crate) fn new(wake: Arc<Notify>) -> PodState {
+    /// A new pod's state; `wake` is its worker's, which the probes wake on a changed result,
+    /// and `objects` the node's cache of ConfigMaps and Secrets.
+    pub(crate) fn new(wake: Arc<Notify>, objects: ObjectReader) -> PodState {
         PodState {
             backoff: Backoff::default(),
             start_failures: BTreeMap::new(),
             prober: Prober::new(wake),
             tokens: TokenCache::default(),
+            objects,
         }
     }
 }
@@ -114,6 +119,13 @@ pub(super) fn namespace_of(pod: &Pod) -> &str {
 pub(super) fn kubelet_pod_name(pod: &Pod) -> String {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     format!("{name}_{}({})", namespace_of(pod), uid_of(pod))
+}
+
+/// Whether the pod is in a terminal phase (`Succeeded` or `Failed`): it starts nothing and
+/// its volumes are no longer read.
+pub(super) fn is_terminal(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|status| status.phase.as_deref());
+    matches!(phase, Some("Succeeded" | "Failed"))
 }
 
 /// The grace period containers get when stopped: the deletion's, else the pod's.
@@ -278,7 +290,7 @@ impl<R: Runtime> Syncer<R> {
         let starting = decision.create_sandbox.is_some() || !decision.start.is_empty();
         if starting {
             retry_soon |= !self.create_and_start(pod, state, &decision, &observed).await?;
-        } else if pod.metadata.deletion_timestamp.is_none() {
+        } else if pod.metadata.deletion_timestamp.is_none() && !is_terminal(pod) {
             self.refresh_volumes(pod, state).await?;
         }
         for (name, failure) in &decision.held {
@@ -317,8 +329,8 @@ impl<R: Runtime> Syncer<R> {
 
     /// Rewrites the files of the pod's configMap, secret, downwardAPI and projected volumes
     /// from the objects and the pod as they are now, so a change reaches running containers
-    /// (a label change at once, an object change within a resync). Unchanged files are left
-    /// alone; tokens are requested only when due.
+    /// at once (the pod's watch wakes the worker on a label change, the object's watch on an
+    /// object change). Unchanged files are left alone; tokens are requested only when due.
     async fn refresh_volumes(&self, pod: &Pod, state: &mut PodState) -> Result<(), SyncError> {
         let pod_dir = self.pod_dir(pod);
         if !volumes::has_updated_volumes(pod) || !pod_dir.exists() {
@@ -477,7 +489,9 @@ impl<R: Runtime> Syncer<R> {
         scope: Scope,
     ) -> Result<Sources, SyncError> {
         let allocatable = &self.node.allocatable;
-        Ok(volumes::fetch(&self.client, pod, scope, &mut state.tokens, allocatable).await?)
+        let objects = &state.objects;
+        Ok(volumes::fetch(&self.client, objects, pod, scope, &mut state.tokens, allocatable)
+            .await?)
     }
 
     /// Writes `status` as a merge patch from the pod's current status, if it differs.
@@ -602,6 +616,26 @@ mod tests {
             ..Observed::default()
         };
         assert_eq!(dead_instances(&observed), ["a1"]);
+    }
+
+    #[test]
+    fn only_succeeded_and_failed_pods_are_terminal() {
+        let with_phase = |phase: Option<&str>| Pod {
+            status: Some(PodStatus { phase: phase.map(str::to_owned), ..PodStatus::default() }),
+            ..Pod::default()
+        };
+        let cases = [
+            (None, false),
+            (Some("Pending"), false),
+            (Some("Running"), false),
+            (Some("Unknown"), false),
+            (Some("Succeeded"), true),
+            (Some("Failed"), true),
+        ];
+        for (phase, terminal) in cases {
+            assert_eq!(is_terminal(&with_phase(phase)), terminal, "{phase:?}");
+        }
+        assert!(!is_terminal(&Pod::default()), "a pod without status");
     }
 
     #[test]

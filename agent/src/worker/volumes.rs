@@ -11,7 +11,8 @@
 //!   `hostPath` or `local` one ([`claim`]).
 //!
 //! What the volumes read is gathered into [`Sources`] first ([`referenced`] names it,
-//! [`fetch`] gets it through the API); everything else here touches only the filesystem.
+//! [`fetch`] gets it: ConfigMaps and Secrets from the node's watches of them, the rest through
+//! the API); everything else here touches only the filesystem.
 //! Other volume types, and volumes whose sources are missing, fail with a message naming the
 //! volume, shown as a `FailedMount` event; the pod stays in `ContainerCreating`, as it would
 //! with kubelet when a mount cannot be set up.
@@ -40,7 +41,8 @@ use atomic::{AtomicWriteError, AtomicWriter, Payload};
 use claim::{ClaimError, ClaimedPath};
 use downward::DownwardError;
 use host_path::{check_host_path, HostPathError};
-use objects::{ObjectError, ObjectKind};
+use objects::ObjectError;
+pub(crate) use objects::ObjectKind;
 use projected::ProjectedError;
 use token::{TokenError, TokenKey};
 

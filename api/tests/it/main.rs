@@ -8,6 +8,7 @@ mod discovery;
 mod finalizers;
 mod list;
 mod patch;
+mod proxy;
 mod service_accounts;
 mod services;
 mod support;

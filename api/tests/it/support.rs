@@ -12,7 +12,7 @@ use bytes::Bytes;
 use flotilla_api::allocate::ServiceRanges;
 use flotilla_api::{ApiConfig, ApiServer};
 use flotilla_store::mvcc::MemBackend;
-use flotilla_store::pki::{CertRequest, ClusterPki};
+use flotilla_store::pki::{CertRequest, ClientAuth, ClusterPki, TlsFiles};
 use flotilla_store::LocalStore;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -60,6 +60,8 @@ impl TestServer {
             ranges: ServiceRanges::default(),
             // Tests compact the store themselves when they need to.
             compaction_interval: Duration::from_secs(3600),
+            // The tests' backends listen on loopback.
+            proxy_loopback: true,
         };
         let server = ApiServer::start(store.clone(), config).await?;
         let test = TestServer { server, store, pki, dir };
@@ -109,6 +111,14 @@ impl TestServer {
     /// A client that sends `Authorization: Bearer <token>`.
     pub fn bearer(&self, token: &str) -> anyhow::Result<Client> {
         Client::new(self.addr(), &self.pki.ca.cert, None, Some(token.to_string()))
+    }
+
+    /// The TLS settings of a node agent's API on 127.0.0.1: a certificate from the cluster
+    /// CA, and client certificates required, as the agent requires them.
+    pub fn agent_tls(&self, node: &str) -> anyhow::Result<rustls::ServerConfig> {
+        let files = self.pki.issue_agent(node, &["127.0.0.1"])?;
+        let tls = TlsFiles { ca: &self.pki.ca.cert, cert: &files.cert, key: &files.key };
+        Ok(tls.server_config(ClientAuth::Required)?)
     }
 
     /// Stops the server, then the store.
@@ -281,7 +291,7 @@ impl Client {
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         let driver = tokio::spawn(async move {
-            let _ = connection.await;
+            let _ = connection.with_upgrades().await;
         });
         let mut request = Request::builder()
             .method(method)
@@ -348,6 +358,26 @@ impl Client {
     pub async fn delete_with(&self, path: &str, options: &Value) -> anyhow::Result<Reply> {
         let headers = [("content-type", "application/json")];
         self.request(Method::DELETE, path, &headers, options.to_string()).await
+    }
+
+    /// Sends `GET path` asking to switch to `protocol`. Returns the response status, and the
+    /// switched connection when the server answered 101.
+    pub async fn upgrade(
+        &self,
+        path: &str,
+        protocol: &str,
+    ) -> anyhow::Result<(StatusCode, Option<TokioIo<hyper::upgrade::Upgraded>>)> {
+        let headers = [("connection", "Upgrade"), ("upgrade", protocol)];
+        let (response, driver) = self.send(Method::GET, path, &headers, Bytes::new()).await?;
+        let status = response.status();
+        if status != StatusCode::SWITCHING_PROTOCOLS {
+            driver.abort();
+            return Ok((status, None));
+        }
+        let upgraded = tokio::time::timeout(STEP, hyper::upgrade::on(response))
+            .await
+            .map_err(|_| anyhow!("the connection did not switch within {STEP:?}"))??;
+        Ok((status, Some(TokioIo::new(upgraded))))
     }
 
     /// Starts a watch (`path` carries `watch=true`) and returns its event stream once the

@@ -4,21 +4,22 @@
 //! Invariants: until the first complete listing nothing is asked of the table, so the rules an
 //! earlier agent left keep serving while this one starts; the first update replaces the whole
 //! table (removing what the earlier agent programmed for Services deleted since); every later
-//! update names only the node ports whose rule changed, each with the rule the table holds, so
-//! its cost is proportional to the change, never to the number of Services. A node port two
-//! Services claim (the API server allocates them uniquely, so only a transient state) goes to
-//! the first in (namespace, name) order.
+//! update names only the destinations whose rule changed, each with the rule the table holds,
+//! so its cost is proportional to the change, never to the number of Services. A destination
+//! two Services claim goes to the first in (namespace, name) order: for a node port only a
+//! transient state (the API server allocates them uniquely), for an external IP and port a
+//! mistake the API server lets through.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::plan::{NodePort, Rule, Rules};
+use super::plan::{Destination, Rule, Rules};
 use crate::proxy::ServiceKey;
 
-/// A change to one node port: the rule the table holds (`from`) and the one it must hold
+/// A change to one destination: the rule the table holds (`from`) and the one it must hold
 /// (`to`); `None` is no rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
-    pub port: NodePort,
+    pub destination: Destination,
     pub from: Option<Rule>,
     pub to: Option<Rule>,
 }
@@ -36,12 +37,12 @@ pub enum Update {
 #[derive(Debug, Default)]
 pub struct NodePorts {
     wanted: HashMap<ServiceKey, Rules>,
-    /// The Services claiming each node port.
-    claims: BTreeMap<NodePort, BTreeSet<ServiceKey>>,
+    /// The Services claiming each destination.
+    claims: BTreeMap<Destination, BTreeSet<ServiceKey>>,
     /// What the table holds; `None` until the first replacement succeeded.
     programmed: Option<Rules>,
-    /// Node ports whose rule may differ from what the table holds.
-    dirty: BTreeSet<NodePort>,
+    /// Destinations whose rule may differ from what the table holds.
+    dirty: BTreeSet<Destination>,
     listed: bool,
 }
 
@@ -53,19 +54,19 @@ impl NodePorts {
             return;
         }
         let previous = self.wanted.remove(key).unwrap_or_default();
-        for port in previous.keys().filter(|port| !rules.contains_key(port)) {
-            if let Some(claimants) = self.claims.get_mut(port) {
+        for destination in previous.keys().filter(|destination| !rules.contains_key(destination)) {
+            if let Some(claimants) = self.claims.get_mut(destination) {
                 claimants.remove(key);
                 if claimants.is_empty() {
-                    self.claims.remove(port);
+                    self.claims.remove(destination);
                 }
             }
-            self.dirty.insert(*port);
+            self.dirty.insert(*destination);
         }
-        for (port, rule) in &rules {
-            self.claims.entry(*port).or_default().insert(key.clone());
-            if previous.get(port) != Some(rule) {
-                self.dirty.insert(*port);
+        for (destination, rule) in &rules {
+            self.claims.entry(*destination).or_default().insert(key.clone());
+            if previous.get(destination) != Some(rule) {
+                self.dirty.insert(*destination);
             }
         }
         if !rules.is_empty() {
@@ -84,15 +85,24 @@ impl NodePorts {
             return None;
         }
         let Some(programmed) = &self.programmed else {
-            let all = self.claims.keys().filter_map(|port| Some((*port, self.effective(port)?)));
-            return Some(Update::Replace(all.map(|(port, rule)| (port, rule.clone())).collect()));
+            let all = self
+                .claims
+                .keys()
+                .filter_map(|destination| Some((*destination, self.effective(destination)?)));
+            return Some(Update::Replace(
+                all.map(|(destination, rule)| (destination, rule.clone())).collect(),
+            ));
         };
         let changes: Vec<Change> = self
             .dirty
             .iter()
-            .filter_map(|port| {
-                let (from, to) = (programmed.get(port), self.effective(port));
-                (from != to).then(|| Change { port: *port, from: from.cloned(), to: to.cloned() })
+            .filter_map(|destination| {
+                let (from, to) = (programmed.get(destination), self.effective(destination));
+                (from != to).then(|| Change {
+                    destination: *destination,
+                    from: from.cloned(),
+                    to: to.cloned(),
+                })
             })
             .collect();
         (!changes.is_empty()).then_some(Update::Changes(changes))
@@ -106,23 +116,25 @@ impl NodePorts {
                 let programmed = self.programmed.get_or_insert_with(Rules::new);
                 for change in changes {
                     match &change.to {
-                        Some(rule) => programmed.insert(change.port, rule.clone()),
-                        None => programmed.remove(&change.port),
+                        Some(rule) => programmed.insert(change.destination, rule.clone()),
+                        None => programmed.remove(&change.destination),
                     };
                 }
             }
         }
         let programmed = self.programmed.as_ref();
-        let still_differ: BTreeSet<NodePort> = self
+        let still_differ: BTreeSet<Destination> = self
             .dirty
             .iter()
-            .filter(|port| programmed.and_then(|rules| rules.get(port)) != self.effective(port))
+            .filter(|destination| {
+                programmed.and_then(|rules| rules.get(destination)) != self.effective(destination)
+            })
             .copied()
             .collect();
         self.dirty = still_differ;
     }
 
-    /// How many node ports the Services want.
+    /// How many destinations (node ports and external addresses) the Services want.
     pub fn len(&self) -> usize {
         self.claims.len()
     }
@@ -131,10 +143,10 @@ impl NodePorts {
         self.claims.is_empty()
     }
 
-    /// The rule node port `port` must have: that of the first Service claiming it.
-    fn effective(&self, port: &NodePort) -> Option<&Rule> {
-        let owner = self.claims.get(port)?.first()?;
-        self.wanted.get(owner)?.get(port)
+    /// The rule `destination` must have: that of the first Service claiming it.
+    fn effective(&self, destination: &Destination) -> Option<&Rule> {
+        let owner = self.claims.get(destination)?.first()?;
+        self.wanted.get(owner)?.get(destination)
     }
 }
 
@@ -144,22 +156,22 @@ mod tests {
 
     use flotilla_ebpf::Protocol;
 
-    use super::super::plan::Verdict;
+    use super::super::plan::{ExternalAddress, NodePort, Verdict};
     use super::*;
 
     fn key(name: &str) -> ServiceKey {
         ("default".to_owned(), name.to_owned())
     }
 
-    fn port(number: u16) -> NodePort {
-        NodePort { protocol: Protocol::Tcp, port: number }
+    fn port(number: u16) -> Destination {
+        NodePort { protocol: Protocol::Tcp, port: number }.into()
     }
 
     fn forward(service: &str, last: u8) -> Rule {
         let backends = vec![SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, last), 8080)];
         Rule {
             service: service.to_owned(),
-            verdict: Verdict::Forward { backends, masquerade: true },
+            verdict: Verdict::Forward { backends, masquerade: true, affinity: None },
         }
     }
 
@@ -189,7 +201,7 @@ mod tests {
         assert_eq!(
             sync(&mut state),
             Some(Update::Changes(vec![Change {
-                port: port(30080),
+                destination: port(30080),
                 from: Some(forward("default/web", 1)),
                 to: None
             }]))
@@ -226,7 +238,7 @@ mod tests {
             state.set(&key(name), wanted);
             let expected: Vec<Change> = expected
                 .into_iter()
-                .map(|(number, from, to)| Change { port: port(number), from, to })
+                .map(|(number, from, to)| Change { destination: port(number), from, to })
                 .collect();
             let got = match sync(&mut state) {
                 Some(Update::Changes(changes)) => changes,
@@ -249,11 +261,44 @@ mod tests {
         assert_eq!(
             sync(&mut state),
             Some(Update::Changes(vec![Change {
-                port: port(30080),
+                destination: port(30080),
                 from: Some(forward("a", 1)),
                 to: Some(forward("b", 2)),
             }]))
         );
+    }
+
+    #[test]
+    fn an_external_address_two_services_list_goes_to_the_first_and_sits_beside_node_ports() {
+        let address: Destination =
+            ExternalAddress { ip: Ipv4Addr::new(192, 0, 2, 7), protocol: Protocol::Tcp, port: 80 }
+                .into();
+        let mut state = NodePorts::default();
+        state.listed();
+        state.set(&key("b"), Rules::from([(address, forward("b", 2))]));
+        state
+            .set(&key("a"), Rules::from([(address, forward("a", 1)), (port(80), forward("a", 1))]));
+        assert_eq!(
+            sync(&mut state),
+            Some(Update::Replace(Rules::from([
+                (port(80), forward("a", 1)),
+                (address, forward("a", 1)),
+            ]))),
+            "node port 80 and the external address's port 80 are two destinations"
+        );
+        state.set(&key("a"), Rules::new());
+        assert_eq!(
+            sync(&mut state),
+            Some(Update::Changes(vec![
+                Change { destination: port(80), from: Some(forward("a", 1)), to: None },
+                Change {
+                    destination: address,
+                    from: Some(forward("a", 1)),
+                    to: Some(forward("b", 2)),
+                },
+            ]))
+        );
+        assert_eq!(state.len(), 1);
     }
 
     #[test]
@@ -267,8 +312,8 @@ mod tests {
         // The table refused it: nothing is recorded, and the next update carries both changes.
         state.set(&key("b"), rules(&[(30002, forward("b", 1))]));
         let Some(Update::Changes(changes)) = sync(&mut state) else { panic!("no changes") };
-        let ports: Vec<u16> = changes.iter().map(|c| c.port.port).collect();
-        assert_eq!(ports, [30001, 30002]);
+        let destinations: Vec<Destination> = changes.iter().map(|c| c.destination).collect();
+        assert_eq!(destinations, [port(30001), port(30002)]);
         assert_eq!(state.update(), None);
     }
 }

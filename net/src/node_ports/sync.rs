@@ -31,7 +31,8 @@ impl<N: NodePortTable> NodePortSync<N> {
         &self.table
     }
 
-    /// Records what Service `key` wants now: its node ports given `slices`, none if it is gone.
+    /// Records what Service `key` wants now: its node ports and external addresses given
+    /// `slices`, none if it is gone.
     pub fn service_changed(
         &mut self,
         key: &ServiceKey,
@@ -59,7 +60,7 @@ impl<N: NodePortTable> NodePortSync<N> {
                 let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
                 match &update {
                     Update::Replace(rules) => {
-                        tracing::info!(node_ports = rules.len(), elapsed_ms, "node ports in sync")
+                        tracing::info!(destinations = rules.len(), elapsed_ms, "node ports in sync")
                     }
                     Update::Changes(changes) => tracing::debug!(
                         changed = changes.len(),
@@ -109,7 +110,7 @@ mod tests {
     }
 
     fn verdict(sync: &NodePortSync<MemoryNodePortTable>) -> Option<Verdict> {
-        let port = NodePort { protocol: flotilla_ebpf::Protocol::Tcp, port: 30080 };
+        let port = NodePort { protocol: flotilla_ebpf::Protocol::Tcp, port: 30080 }.into();
         Some(sync.table().rules.as_ref()?.get(&port)?.verdict.clone())
     }
 

@@ -6,7 +6,7 @@ use std::future::Future;
 use super::plan::Rules;
 use super::state::Update;
 
-/// Where node ports are programmed.
+/// Where node ports and external addresses are programmed.
 ///
 /// Contract: an update is applied whole or not at all, and is in effect for the next packet
 /// once the call returns. After a failure the table holds what it held before, so the same
@@ -15,7 +15,7 @@ pub trait NodePortTable: Send {
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// Applies `update`: [`Update::Replace`] whatever the table held (an earlier agent's rules
-    /// included); [`Update::Changes`] only to the node ports named, each holding its `from`.
+    /// included); [`Update::Changes`] only to the destinations named, each holding its `from`.
     fn apply(&mut self, update: &Update) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
@@ -34,8 +34,8 @@ pub struct MemoryNodePortTable {
 pub enum MemoryTableError {
     #[error("the table is broken")]
     Broken,
-    #[error("a change to {port} expects a rule the table does not hold")]
-    Mismatch { port: String },
+    #[error("a change to {destination} expects a rule the table does not hold")]
+    Mismatch { destination: String },
 }
 
 impl NodePortTable for MemoryNodePortTable {
@@ -50,14 +50,14 @@ impl NodePortTable for MemoryNodePortTable {
             Update::Changes(changes) => {
                 let mut rules = self.rules.clone().unwrap_or_default();
                 for change in changes {
-                    if rules.get(&change.port) != change.from.as_ref() {
+                    if rules.get(&change.destination) != change.from.as_ref() {
                         return Err(MemoryTableError::Mismatch {
-                            port: format!("{:?}", change.port),
+                            destination: format!("{:?}", change.destination),
                         });
                     }
                     match &change.to {
-                        Some(rule) => rules.insert(change.port, rule.clone()),
-                        None => rules.remove(&change.port),
+                        Some(rule) => rules.insert(change.destination, rule.clone()),
+                        None => rules.remove(&change.destination),
                     };
                 }
                 self.rules = Some(rules);

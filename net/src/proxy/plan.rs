@@ -41,7 +41,8 @@ impl NodeView {
 }
 
 /// Returns the frontends of `service` given the EndpointSlices that belong to it, as seen by
-/// `node`: every cluster IP and external IP per port and, for NodePort and LoadBalancer
+/// `node`: every cluster IP, external IP and load-balancer ingress IP per port and, for
+/// NodePort and LoadBalancer
 /// Services, every node address per node port. Services without a cluster IP (headless,
 /// ExternalName) have none.
 pub fn frontends(service: &Service, slices: &[&EndpointSlice], node: &NodeView) -> Frontends {
@@ -99,16 +100,34 @@ pub fn frontends(service: &Service, slices: &[&EndpointSlice], node: &NodeView) 
     planned
 }
 
-/// The Service's IPv4 cluster IPs and external IPs.
+/// The Service's IPv4 cluster IPs, external IPs and, for a LoadBalancer Service, the ingress
+/// IPs its load balancer reported (unless `ipMode: Proxy`, whose balancer must see the
+/// traffic): as kube-proxy does, a node's clients reach the Service there without a trip
+/// through the balancer.
 fn virtual_ips(service: &Service) -> Vec<Ipv4Addr> {
     let Some(spec) = service.spec.as_ref() else { return Vec::new() };
     let cluster = match &spec.cluster_ips {
         Some(ips) if !ips.is_empty() => ips.clone(),
         _ => spec.cluster_ip.iter().cloned().collect(),
     };
+    let balanced = spec.type_.as_deref() == Some("LoadBalancer");
+    let ingress = service
+        .status
+        .as_ref()
+        .and_then(|status| status.load_balancer.as_ref())
+        .and_then(|balancer| balancer.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|ingress| balanced && ingress.ip_mode.as_deref() != Some("Proxy"))
+        .filter_map(|ingress| ingress.ip.clone());
+    if cluster.iter().all(|ip| ip.is_empty() || ip == "None") {
+        return Vec::new();
+    }
     let mut ips: Vec<Ipv4Addr> = cluster
         .iter()
-        .chain(spec.external_ips.iter().flatten())
+        .cloned()
+        .chain(spec.external_ips.iter().flatten().cloned())
+        .chain(ingress)
         .filter_map(|ip| ip.parse().ok())
         .collect();
     ips.sort();
@@ -346,6 +365,29 @@ mod tests {
         }));
         let planned = frontends(&default, &[], &node());
         assert_eq!(planned[&tcp([10, 96, 0, 20], 80)].affinity, Some(DEFAULT_AFFINITY));
+    }
+
+    #[test]
+    fn load_balancer_ingress_ips_are_programmed_unless_the_balancer_proxies() {
+        let with_status = |type_: &str, ip_mode: Option<&str>| {
+            let mut svc = service(json!({
+                "type": type_, "clusterIP": "10.96.0.20", "ports": [{"port": 80, "nodePort": 30080}],
+            }));
+            svc.status = serde_json::from_value(json!({"loadBalancer": {"ingress": [
+                {"ip": "203.0.113.9", "ipMode": ip_mode}, {"hostname": "lb.example"},
+            ]}}))
+            .unwrap();
+            svc
+        };
+        let planned = frontends(&with_status("LoadBalancer", None), &[], &node());
+        assert!(planned.contains_key(&tcp([203, 0, 113, 9], 80)));
+        let vip = frontends(&with_status("LoadBalancer", Some("VIP")), &[], &node());
+        assert!(vip.contains_key(&tcp([203, 0, 113, 9], 80)));
+        let proxied = frontends(&with_status("LoadBalancer", Some("Proxy")), &[], &node());
+        assert!(!proxied.contains_key(&tcp([203, 0, 113, 9], 80)));
+        // A stale status on a Service that is no longer a LoadBalancer is ignored.
+        let node_port = frontends(&with_status("NodePort", None), &[], &node());
+        assert!(!node_port.contains_key(&tcp([203, 0, 113, 9], 80)));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use k8s_openapi::ByteString;
 use super::atomic::{FileProjection, Payload};
 
 /// Which kind of object a volume reads, as kubelet names it in messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum ObjectKind {
     ConfigMap,
     Secret,
