@@ -21,7 +21,6 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use flotilla_net::pod_network::{Commands, Ipv4Net, PodNetworkConfig};
-use serde::Deserialize;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
@@ -55,7 +54,7 @@ impl Lan {
         let mut hasher = DefaultHasher::new();
         dir.hash(&mut hasher);
         let hash = format!("{:06x}", hasher.finish() & 0xff_ffff);
-        let taken = host_networks().await?;
+        let taken = Commands::find()?.occupied().await?;
         let subnet = (0..=255u8)
             .filter_map(|k| Ipv4Net::containing(Ipv4Addr::new(SUBNETS[0], SUBNETS[1], k, 0), 24))
             .find(|candidate| !taken.iter().any(|t| overlaps(t, candidate)))
@@ -160,41 +159,6 @@ impl Lan {
 
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(b.network()) || b.contains(a.network())
-}
-
-#[derive(Deserialize)]
-struct Link {
-    #[serde(default)]
-    addr_info: Vec<Address>,
-}
-
-#[derive(Deserialize)]
-struct Address {
-    #[serde(default)]
-    local: String,
-    #[serde(default)]
-    prefixlen: u8,
-}
-
-#[derive(Deserialize)]
-struct Route {
-    dst: String,
-}
-
-/// The networks of the host's IPv4 addresses and routes (the default route aside).
-async fn host_networks() -> anyhow::Result<Vec<Ipv4Net>> {
-    let links: Vec<Link> = serde_json::from_slice(&ip(&["-j", "-4", "addr", "show"]).await?)
-        .context("reading `ip -j -4 addr show`")?;
-    let routes: Vec<Route> =
-        serde_json::from_slice(&ip(&["-j", "-4", "route", "show", "table", "all"]).await?)
-            .context("reading `ip -j -4 route show table all`")?;
-    let addresses = links
-        .iter()
-        .flat_map(|l| &l.addr_info)
-        .filter_map(|a| Ipv4Net::containing(a.local.parse().ok()?, a.prefixlen));
-    let routed =
-        routes.iter().filter_map(|r| r.dst.parse::<Ipv4Net>().ok()).filter(|n| n.prefix() > 0);
-    Ok(addresses.chain(routed).collect())
 }
 
 /// Runs `ip` with `args`; its standard output.

@@ -10,7 +10,9 @@ use k8s_openapi::api::core::v1::{
 
 pub(crate) use crate::nodes::tolerates;
 
+use super::images::pod_images;
 use super::snapshot::{NodeInfo, PodInfo, Selector, Snapshot};
+use super::volumes::{prefilter, PodVolumes, Storage};
 
 pub(crate) const ERR_NODE_NAME: &str = "node(s) didn't match the requested node name";
 pub(crate) const ERR_UNSCHEDULABLE: &str = "node(s) were unschedulable";
@@ -55,6 +57,13 @@ pub(crate) struct PodContext<'a> {
     anti_counts: HashMap<(String, String), i64>,
     existing_anti_counts: HashMap<(String, String), i64>,
     spread: Vec<SpreadConstraint>,
+    storage: &'a Storage,
+    /// The pod's claims as VolumeBinding's PreFilter sorted them.
+    pub volumes: PodVolumes,
+    /// Why VolumeBinding's PreFilter rejects the pod on every node, if it does.
+    pub volume_rejection: Option<String>,
+    /// The normalized images of the pod's init containers and containers, for ImageLocality.
+    pub images: Vec<String>,
 }
 
 /// A compiled topology spread constraint with its per-domain counts.
@@ -68,7 +77,7 @@ pub(crate) struct SpreadConstraint {
 }
 
 impl<'a> PodContext<'a> {
-    pub fn new(snapshot: &Snapshot, pod: &'a Pod) -> Self {
+    pub fn new(snapshot: &'a Snapshot, pod: &'a Pod) -> Self {
         let info = PodInfo::new(pod);
         let spec = pod.spec.as_ref();
         let required_terms = spec
@@ -76,6 +85,10 @@ impl<'a> PodContext<'a> {
             .and_then(|a| a.node_affinity.as_ref())
             .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
             .map(|s| s.node_selector_terms.as_slice());
+        let (volumes, volume_rejection) = match prefilter(&snapshot.storage, pod) {
+            Ok(volumes) => (volumes, None),
+            Err(reason) => (PodVolumes::default(), Some(reason)),
+        };
         let mut ctx = PodContext {
             pod,
             tolerations: spec.and_then(|s| s.tolerations.as_deref()).unwrap_or_default(),
@@ -86,6 +99,11 @@ impl<'a> PodContext<'a> {
             anti_counts: HashMap::new(),
             existing_anti_counts: HashMap::new(),
             spread: Vec::new(),
+            storage: &snapshot.storage,
+            volumes,
+            volume_rejection,
+            // Nothing to score when no node reports images.
+            images: if snapshot.images.is_empty() { Vec::new() } else { pod_images(pod) },
             info,
         };
         ctx.prepare_inter_pod(snapshot);
@@ -261,6 +279,10 @@ impl<'a> PodContext<'a> {
         }
         // NodeResourcesFit
         if let Some(r) = self.fit(node) {
+            return Some(r);
+        }
+        // VolumeBinding
+        if let Some(r) = self.volumes.filter(self.storage, node) {
             return Some(r);
         }
         // PodTopologySpread

@@ -2,17 +2,25 @@
 //! kube-scheduler's default plugins do, and does no IO.
 
 mod filters;
+mod images;
+#[cfg(test)]
+mod images_tests;
 mod scores;
 mod snapshot;
 #[cfg(test)]
 mod tests;
+mod volumes;
+#[cfg(test)]
+mod volumes_tests;
 
 use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::Pod;
 
 use filters::PodContext;
+use snapshot::NodeInfo;
 pub use snapshot::{is_terminal, pod_key, Snapshot};
+pub use volumes::{fully_bound, VolumeBindings};
 
 /// Where the pod should run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,11 +42,13 @@ pub fn schedule(snapshot: &Snapshot, pod: &Pod) -> Result<Placement, Unschedulab
 }
 
 /// A placement and how many nodes were filtered to find it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub placement: Placement,
     /// The caller starts the next pod's search this many nodes further on.
     pub examined: usize,
+    /// What to write for the pod's unbound claims before binding it (empty for most pods).
+    pub volumes: VolumeBindings,
 }
 
 /// How many feasible nodes to find before scoring, as kube-scheduler's adaptive
@@ -68,6 +78,9 @@ pub fn schedule_from(
 ) -> Result<Decision, Unschedulable> {
     let ctx = PodContext::new(snapshot, pod);
     let node_count = snapshot.nodes.len();
+    if let Some(reason) = &ctx.volume_rejection {
+        return Err(Unschedulable { message: prefilter_error(node_count, pod, reason) });
+    }
     let wanted = feasible_nodes_to_find(node_count);
     let mut feasible = Vec::new();
     let mut rejections = Vec::new();
@@ -87,8 +100,9 @@ pub fn schedule_from(
         0 => return Err(Unschedulable { message: fit_error(node_count, pod, &rejections) }),
         // kube-scheduler skips scoring when only one node is feasible.
         1 => {
+            let volumes = volume_bindings(&ctx, snapshot, feasible[0]);
             let placement = Placement { node: feasible[0].name.clone() };
-            return Ok(Decision { placement, examined });
+            return Ok(Decision { placement, examined, volumes });
         }
         _ => {}
     }
@@ -96,21 +110,30 @@ pub fn schedule_from(
     let node_aff = scores::node_affinity(&ctx, &feasible);
     let inter = scores::inter_pod_affinity(&ctx, snapshot, &feasible);
     let spread = scores::topology_spread(&ctx, snapshot, &feasible);
-    let mut best: Option<(i64, &String)> = None;
+    let image = scores::image_locality(&ctx, snapshot, &feasible);
+    let mut best: Option<(i64, &NodeInfo)> = None;
     for (i, node) in feasible.iter().enumerate() {
         let total = scores::WEIGHT_FIT * scores::least_allocated(&ctx, node)
             + scores::WEIGHT_BALANCED * scores::balanced(&ctx, node)
             + scores::WEIGHT_TAINT * taint[i]
             + scores::WEIGHT_NODE_AFFINITY * node_aff[i]
             + scores::WEIGHT_INTER_POD * inter[i]
-            + scores::WEIGHT_SPREAD * spread[i];
+            + scores::WEIGHT_SPREAD * spread[i]
+            + scores::WEIGHT_IMAGE_LOCALITY * image[i];
         // Keeping the first maximum breaks ties by the order nodes were examined in.
         if best.is_none_or(|(s, _)| total > s) {
-            best = Some((total, &node.name));
+            best = Some((total, node));
         }
     }
-    let node = best.map(|(_, n)| n.to_string()).unwrap_or_default();
-    Ok(Decision { placement: Placement { node }, examined })
+    // `feasible` has at least two nodes here, so `best` is always set.
+    let chosen = best.map_or(feasible[0], |(_, node)| node);
+    let volumes = volume_bindings(&ctx, snapshot, chosen);
+    Ok(Decision { placement: Placement { node: chosen.name.clone() }, examined, volumes })
+}
+
+/// The volume bindings for the chosen node (kube's Reserve takes the ones Filter found there).
+fn volume_bindings(ctx: &PodContext, snapshot: &Snapshot, node: &NodeInfo) -> VolumeBindings {
+    ctx.volumes.bindings(&snapshot.storage, node).unwrap_or_default()
 }
 
 /// `"<count> <reason>"` entries sorted as Go's `sort.Strings` sorts them.
@@ -124,6 +147,26 @@ fn histogram<'a>(reasons: impl Iterator<Item = &'a str>) -> String {
     lines.join(", ")
 }
 
+/// `framework.FitError.Error()` when a PreFilter plugin rejected the pod: its reason alone, with
+/// every node marked unresolvable for DefaultPreemption.
+fn prefilter_error(num_nodes: usize, pod: &Pod, reason: &str) -> String {
+    let mut msg = format!("0/{num_nodes} nodes are available: {reason}.");
+    let post =
+        histogram(std::iter::repeat_n("Preemption is not helpful for scheduling", num_nodes));
+    msg.push_str(&preemption_message(num_nodes, pod, &post));
+    msg
+}
+
+/// DefaultPreemption's PostFilter message, given the histogram of its per-node verdicts.
+fn preemption_message(num_nodes: usize, pod: &Pod, post: &str) -> String {
+    let never = pod.spec.as_ref().and_then(|s| s.preemption_policy.as_deref()) == Some("Never");
+    if never {
+        " preemption: not eligible due to preemptionPolicy=Never.".to_string()
+    } else {
+        format!(" preemption: 0/{num_nodes} nodes are available: {post}.")
+    }
+}
+
 /// `framework.FitError.Error()` followed by DefaultPreemption's PostFilter message.
 fn fit_error(num_nodes: usize, pod: &Pod, rejections: &[filters::Rejection]) -> String {
     let mut msg = format!("0/{num_nodes} nodes are available:");
@@ -131,20 +174,15 @@ fn fit_error(num_nodes: usize, pod: &Pod, rejections: &[filters::Rejection]) -> 
     if !filter.is_empty() {
         msg.push_str(&format!(" {filter}."));
     }
-    let never = pod.spec.as_ref().and_then(|s| s.preemption_policy.as_deref()) == Some("Never");
-    if never {
-        msg.push_str(" preemption: not eligible due to preemptionPolicy=Never.");
-    } else {
-        // Preemption is not simulated: nodes rejected for resolvable reasons are reported as
-        // having no victims.
-        let post = histogram(rejections.iter().map(|r| {
-            if r.resolvable {
-                "No preemption victims found for incoming pod"
-            } else {
-                "Preemption is not helpful for scheduling"
-            }
-        }));
-        msg.push_str(&format!(" preemption: 0/{num_nodes} nodes are available: {post}."));
-    }
+    // Preemption is not simulated: nodes rejected for resolvable reasons are reported as
+    // having no victims.
+    let post = histogram(rejections.iter().map(|r| {
+        if r.resolvable {
+            "No preemption victims found for incoming pod"
+        } else {
+            "Preemption is not helpful for scheduling"
+        }
+    }));
+    msg.push_str(&preemption_message(num_nodes, pod, &post));
     msg
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::filters::{term_matches, tolerates, PodContext};
+use super::images;
 use super::snapshot::{NodeInfo, Snapshot};
 
 pub(crate) const MAX_SCORE: i64 = 100;
@@ -13,6 +14,7 @@ pub(crate) const WEIGHT_FIT: i64 = 1;
 pub(crate) const WEIGHT_SPREAD: i64 = 2;
 pub(crate) const WEIGHT_INTER_POD: i64 = 2;
 pub(crate) const WEIGHT_BALANCED: i64 = 1;
+pub(crate) const WEIGHT_IMAGE_LOCALITY: i64 = 1;
 /// `hardPodAffinityWeight` default: existing pods' required affinity counts in scoring.
 const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
 
@@ -232,5 +234,22 @@ pub(crate) fn topology_spread(
             Some(_) if max == 0 => MAX_SCORE,
             Some(s) => MAX_SCORE * (max + min - s) / max,
         })
+        .collect()
+}
+
+/// ImageLocality: nodes already holding the pod's images, weighed by size and spread; not
+/// normalized (kube-scheduler's plugin has no ScoreExtensions).
+pub(crate) fn image_locality(
+    ctx: &PodContext,
+    snapshot: &Snapshot,
+    nodes: &[&NodeInfo],
+) -> Vec<i64> {
+    if ctx.images.is_empty() {
+        return vec![0; nodes.len()];
+    }
+    let total = snapshot.nodes.len();
+    nodes
+        .iter()
+        .map(|n| images::image_locality(&ctx.images, &n.images, &snapshot.images, total))
         .collect()
 }

@@ -1,11 +1,17 @@
 //! Cluster state as the scheduler sees it: nodes with precomputed aggregates of the pods bound
-//! to them, updated incrementally (`add_pod`/`remove_pod`) so a decision never rebuilds it.
+//! to them, updated incrementally (`add_pod`/`remove_pod`) so a decision never rebuilds it, the
+//! images the nodes hold, and the claims, volumes and StorageClasses pods' volumes depend on.
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{Container, Node, Pod, PodAffinityTerm, Taint};
+use k8s_openapi::api::core::v1::{
+    Container, Node, PersistentVolume, PersistentVolumeClaim, Pod, PodAffinityTerm, Taint,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use super::images::{node_images, ImageStates};
+use super::volumes::{Storage, VolumeBindings};
 use crate::quantity;
 
 /// Default requests the scheduler assumes for scoring when a container sets none
@@ -306,6 +312,8 @@ pub(crate) struct NodeInfo {
     /// Pods here with required anti-affinity terms / with any affinity terms.
     pub pods_with_required_anti: usize,
     pub pods_with_affinity: usize,
+    /// The image names the node lists in `status.images`, without repeats.
+    pub images: Vec<String>,
 }
 
 impl NodeInfo {
@@ -323,6 +331,7 @@ impl NodeInfo {
             ports: Vec::new(),
             pods_with_required_anti: 0,
             pods_with_affinity: 0,
+            images: Vec::new(),
         };
         n.set_node(node);
         n
@@ -382,6 +391,10 @@ pub struct Snapshot {
     /// Totals over all nodes, so inter-pod work is skipped when no pod uses affinity.
     pub(crate) pods_with_required_anti: usize,
     pub(crate) pods_with_affinity: usize,
+    /// How many nodes hold each image name.
+    pub(crate) images: ImageStates,
+    /// Claims, volumes and StorageClasses.
+    pub(crate) storage: Storage,
 }
 
 /// Whether the pod has finished (`Succeeded` or `Failed`): it no longer uses its node.
@@ -455,14 +468,21 @@ impl Snapshot {
         }
     }
 
-    /// Adds a node or updates its labels, taints, allocatable; bound pods are kept.
+    /// Adds a node or updates its labels, taints, allocatable and images; bound pods are kept.
     pub fn upsert_node(&mut self, node: Node) {
         let name = node.metadata.name.clone().unwrap_or_default();
+        let images = node_images(&node);
+        let names: Vec<String> = images.iter().map(|(name, _)| name.clone()).collect();
         if let Some(&i) = self.index.get(&name) {
+            self.images.remove_node(self.nodes[i].images.iter());
+            self.images.add_node(&images);
             self.nodes[i].set_node(&node);
+            self.nodes[i].images = names;
             return;
         }
+        self.images.add_node(&images);
         let mut info = NodeInfo::new(&node);
+        info.images = names;
         for p in self.orphans.remove(&name).unwrap_or_default() {
             info.add(p);
         }
@@ -484,9 +504,63 @@ impl Snapshot {
         let Some(i) = self.index.remove(name) else { return };
         let info = self.nodes.remove(i);
         self.reindex(i);
+        self.images.remove_node(info.images.iter());
         if !info.pods.is_empty() {
             self.orphans.insert(info.name, info.pods);
         }
+    }
+
+    /// Takes in a PersistentVolumeClaim as the watch shows it now.
+    pub fn upsert_claim(&mut self, claim: PersistentVolumeClaim) {
+        self.storage.upsert_claim(claim);
+    }
+
+    pub fn remove_claim(&mut self, namespace: &str, name: &str) {
+        self.storage.remove_claim(namespace, name);
+    }
+
+    /// Replaces every PersistentVolumeClaim (after a watch restart).
+    pub fn claims_relisted(&mut self, claims: Vec<PersistentVolumeClaim>) {
+        self.storage.claims_relisted(claims);
+    }
+
+    /// Takes in a PersistentVolume as the watch shows it now.
+    pub fn upsert_volume(&mut self, volume: PersistentVolume) {
+        self.storage.upsert_volume(volume);
+    }
+
+    pub fn remove_volume(&mut self, name: &str) {
+        self.storage.remove_volume(name);
+    }
+
+    /// Replaces every PersistentVolume (after a watch restart).
+    pub fn volumes_relisted(&mut self, volumes: Vec<PersistentVolume>) {
+        self.storage.volumes_relisted(volumes);
+    }
+
+    /// Takes in a StorageClass as the watch shows it now.
+    pub fn upsert_class(&mut self, class: StorageClass) {
+        self.storage.upsert_class(class);
+    }
+
+    pub fn remove_class(&mut self, name: &str) {
+        self.storage.remove_class(name);
+    }
+
+    /// Replaces every StorageClass (after a watch restart).
+    pub fn classes_relisted(&mut self, classes: Vec<StorageClass>) {
+        self.storage.classes_relisted(classes);
+    }
+
+    /// Counts the volume bindings of the pod with key `pod`, placed on `node`, as made until the
+    /// watch shows them (or [`Snapshot::forget_volumes`] takes them back).
+    pub fn assume_volumes(&mut self, pod: &str, node: &str, bindings: &VolumeBindings) {
+        self.storage.assume(pod, node, bindings);
+    }
+
+    /// Takes back the volume bindings assumed for the pod with key `pod`.
+    pub fn forget_volumes(&mut self, pod: &str) {
+        self.storage.forget(pod);
     }
 
     /// The names of the nodes.

@@ -9,7 +9,7 @@ use super::{feasible_nodes_to_find, schedule, schedule_from, Snapshot};
 use crate::quantity::{milli, value};
 
 /// Merges `extra` into `base` (objects recursively, anything else replaced).
-fn merge(base: &mut Value, extra: Value) {
+pub(super) fn merge(base: &mut Value, extra: Value) {
     match (base, extra) {
         (Value::Object(b), Value::Object(e)) => {
             for (k, v) in e {
@@ -20,7 +20,7 @@ fn merge(base: &mut Value, extra: Value) {
     }
 }
 
-fn node(name: &str, cpu: &str, mem: &str, extra: Value) -> Node {
+pub(super) fn node(name: &str, cpu: &str, mem: &str, extra: Value) -> Node {
     let mut v = json!({
         "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
         "status": {"allocatable": {"cpu": cpu, "memory": mem, "pods": "110", "ephemeral-storage": "10Gi"}}
@@ -29,7 +29,7 @@ fn node(name: &str, cpu: &str, mem: &str, extra: Value) -> Node {
     serde_json::from_value(v).unwrap()
 }
 
-fn pod(name: &str, cpu: &str, mem: &str, extra: Value) -> Pod {
+pub(super) fn pod(name: &str, cpu: &str, mem: &str, extra: Value) -> Pod {
     let mut v = json!({
         "metadata": {"name": name, "namespace": "default"},
         "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": mem}}}]}
@@ -38,13 +38,13 @@ fn pod(name: &str, cpu: &str, mem: &str, extra: Value) -> Pod {
     serde_json::from_value(v).unwrap()
 }
 
-fn bound(name: &str, node: &str, cpu: &str, extra: Value) -> Pod {
+pub(super) fn bound(name: &str, node: &str, cpu: &str, extra: Value) -> Pod {
     let mut p = pod(name, cpu, "0", extra);
     p.spec.as_mut().unwrap().node_name = Some(node.into());
     p
 }
 
-fn place(s: &Snapshot, p: &Pod) -> String {
+pub(super) fn place(s: &Snapshot, p: &Pod) -> String {
     match schedule(s, p) {
         Ok(pl) => pl.node,
         Err(e) => format!("ERR {e}"),

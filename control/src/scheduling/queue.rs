@@ -1,12 +1,16 @@
-//! The scheduler's state between watch events: the snapshot of nodes and bound pods, the queue
-//! of pods waiting for a node (highest priority first, then arrival), pods backing off after
-//! fitting nowhere, and pods assumed on a node while their binding is in flight.
+//! The scheduler's state between watch events: the snapshot of nodes, bound pods, claims,
+//! volumes and StorageClasses, the queue of pods waiting for a node (highest priority first,
+//! then arrival), pods backing off after fitting nowhere, and pods assumed on a node while their
+//! binding is in flight.
 //!
 //! Invariants:
 //! - A pod is in at most one of: active queue, parked (backing off), assumed.
 //! - An assumed pod counts on its node in the snapshot from the moment it is placed, so the
-//!   next decisions see its resources used; a failed binding takes it off again.
+//!   next decisions see its resources used, and the volumes chosen for its claims count as
+//!   taken; a failed binding takes both back.
 //! - The watch is the truth: a pod seen bound or gone leaves every queue, whatever was assumed.
+//! - Pods backing off are tried again at once when something that could let them fit changes:
+//!   a node, a claim they use, a volume or a StorageClass.
 //!
 //! No IO and no clock: the caller passes `now` and executes what [`Queue::next_batch`] returns.
 
@@ -15,9 +19,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 
-use crate::scheduler::{is_terminal, pod_key, schedule_from, Snapshot};
+use crate::scheduler::{is_terminal, pod_key, schedule_from, Snapshot, VolumeBindings};
 
 /// The scheduler name pods ask for by default.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -27,8 +32,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// What to do for one pod taken from the queue.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Bind `pod` to `node` (it is assumed there until the binding succeeds or fails).
-    Bind { pod: Arc<Pod>, node: String },
+    /// Write `volumes`, then bind `pod` to `node` (it is assumed there until the binding
+    /// succeeds or fails).
+    Bind { pod: Arc<Pod>, node: String, volumes: VolumeBindings },
     /// The pod fits nowhere; `changed` is true when `message` differs from the last one
     /// reported for it (only then is an event worth writing).
     Unschedulable { pod: Arc<Pod>, message: String, changed: bool },
@@ -75,6 +81,25 @@ fn bound_node(pod: &Pod) -> Option<&str> {
     pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty())
 }
 
+/// Whether the pod's volumes use the claim `namespace/name` (directly or as a generic ephemeral
+/// volume's claim `<pod>-<volume>`).
+fn uses_claim(pod: &Pod, namespace: &str, name: &str) -> bool {
+    if pod.metadata.namespace.as_deref().unwrap_or("default") != namespace {
+        return false;
+    }
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()).any(|volume| {
+        match (&volume.persistent_volume_claim, &volume.ephemeral) {
+            (Some(source), _) => source.claim_name == name,
+            (None, Some(_)) => {
+                name.strip_prefix(pod_name).and_then(|rest| rest.strip_prefix('-'))
+                    == Some(volume.name.as_str())
+            }
+            (None, None) => false,
+        }
+    })
+}
+
 fn uid(pod: &Pod) -> String {
     pod.metadata.uid.clone().unwrap_or_default()
 }
@@ -101,6 +126,7 @@ impl Queue {
             }
             self.assumed.remove(&key);
             self.snapshot.remove_pod_key(&key);
+            self.snapshot.forget_volumes(&key);
         }
         if !wants_scheduling(&pod) {
             self.forget_waiting(&key);
@@ -123,6 +149,7 @@ impl Queue {
         self.assumed.remove(&key);
         self.reported.remove(&key);
         self.snapshot.remove_pod_key(&key);
+        self.snapshot.forget_volumes(&key);
     }
 
     /// Replaces everything known about pods with a fresh list (after a watch restart).
@@ -138,7 +165,12 @@ impl Queue {
         for key in gone {
             self.forget_waiting(&key);
         }
-        self.assumed.retain(|key, _| listed.contains(key));
+        let vanished: Vec<String> =
+            self.assumed.keys().filter(|key| !listed.contains(*key)).cloned().collect();
+        for key in vanished {
+            self.assumed.remove(&key);
+            self.snapshot.forget_volumes(&key);
+        }
         self.reported.retain(|key, _| listed.contains(key));
         for pod in pods {
             self.pod_applied(pod);
@@ -170,6 +202,68 @@ impl Queue {
         self.retry_all();
     }
 
+    /// Takes in a claim as the watch shows it now; pods backing off that use it get another
+    /// chance (kube's queueing hint for PersistentVolumeClaim events).
+    pub fn claim_applied(&mut self, claim: PersistentVolumeClaim) {
+        let namespace = claim.metadata.namespace.clone().unwrap_or_default();
+        let name = claim.metadata.name.clone().unwrap_or_default();
+        self.snapshot.upsert_claim(claim);
+        let using: Vec<String> = self
+            .parked
+            .keys()
+            .filter(|key| {
+                self.waiting.get(*key).is_some_and(|w| uses_claim(&w.pod, &namespace, &name))
+            })
+            .cloned()
+            .collect();
+        for key in using {
+            self.activate(&key);
+        }
+    }
+
+    pub fn claim_deleted(&mut self, claim: &PersistentVolumeClaim) {
+        let namespace = claim.metadata.namespace.as_deref().unwrap_or_default();
+        self.snapshot.remove_claim(namespace, claim.metadata.name.as_deref().unwrap_or_default());
+    }
+
+    /// Replaces the claims with a fresh list (after a watch restart).
+    pub fn claims_relisted(&mut self, claims: Vec<PersistentVolumeClaim>) {
+        self.snapshot.claims_relisted(claims);
+        self.retry_all();
+    }
+
+    /// Takes in a volume as the watch shows it now; pods backing off get another chance.
+    pub fn volume_applied(&mut self, volume: PersistentVolume) {
+        self.snapshot.upsert_volume(volume);
+        self.retry_all();
+    }
+
+    pub fn volume_deleted(&mut self, name: &str) {
+        self.snapshot.remove_volume(name);
+    }
+
+    /// Replaces the volumes with a fresh list (after a watch restart).
+    pub fn volumes_relisted(&mut self, volumes: Vec<PersistentVolume>) {
+        self.snapshot.volumes_relisted(volumes);
+        self.retry_all();
+    }
+
+    /// Takes in a StorageClass as the watch shows it now; pods backing off get another chance.
+    pub fn class_applied(&mut self, class: StorageClass) {
+        self.snapshot.upsert_class(class);
+        self.retry_all();
+    }
+
+    pub fn class_deleted(&mut self, name: &str) {
+        self.snapshot.remove_class(name);
+    }
+
+    /// Replaces the StorageClasses with a fresh list (after a watch restart).
+    pub fn classes_relisted(&mut self, classes: Vec<StorageClass>) {
+        self.snapshot.classes_relisted(classes);
+        self.retry_all();
+    }
+
     /// Decides for up to `max` pods in scheduling order. Placed pods are assumed on their node;
     /// pods that fit nowhere back off (1 s, doubling up to 10 s).
     pub fn next_batch(&mut self, now: Instant, max: usize) -> Vec<Outcome> {
@@ -185,10 +279,11 @@ impl Queue {
                     self.next_start = (self.next_start + decision.examined) % nodes;
                     let node = decision.placement.node;
                     self.snapshot.add_pod(&pod, &node);
+                    self.snapshot.assume_volumes(&key, &node, &decision.volumes);
                     self.backoff.remove(&key);
                     self.reported.remove(&key);
                     self.assumed.insert(key, (uid(&pod), pod.clone()));
-                    outcomes.push(Outcome::Bind { pod, node });
+                    outcomes.push(Outcome::Bind { pod, node, volumes: decision.volumes });
                 }
                 Err(unschedulable) => {
                     let changed = self.reported.get(&key) != Some(&unschedulable.message);
@@ -216,6 +311,7 @@ impl Queue {
         let assumed = assumed.clone();
         self.assumed.remove(&key);
         self.snapshot.remove_pod_key(&key);
+        self.snapshot.forget_volumes(&key);
         self.back_off(key, assumed, now);
     }
 

@@ -8,7 +8,7 @@
 //! overwriting. A volume is released only after its claim's absence is confirmed with a live
 //! read, as upstream does, since a cache that lags must never release a bound volume.
 
-mod plan;
+pub(crate) mod plan;
 
 use std::sync::Arc;
 use std::time::Duration;

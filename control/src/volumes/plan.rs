@@ -23,10 +23,11 @@
 //! - A claim without any class (no `storageClassName`, not `""`) that finds no volume gets the
 //!   default StorageClass (`storageclass.kubernetes.io/is-default-class: "true"`, newest first)
 //!   written into its spec, as upstream's retroactive default class assignment.
-//! - For a `WaitForFirstConsumer` class the claim is bound only once it carries
-//!   `volume.kubernetes.io/selected-node`, to a volume whose node affinity admits that node.
-//!   (Upstream leaves this choice to the scheduler's volume binding; here the controller makes
-//!   the same choice, `FindMatchingVolume` with the node, once the node is selected.)
+//! - For a `WaitForFirstConsumer` class the claim is bound only to a volume pre-bound to it (the
+//!   scheduler pre-binds the volume it chose for the pod's node, as upstream's does) or, once it
+//!   carries `volume.kubernetes.io/selected-node`, to a volume whose node affinity admits that
+//!   node. (Upstream leaves the latter to provisioners; here the controller also makes the
+//!   scheduler's choice, `FindMatchingVolume` with the node, for static volumes.)
 //!
 //! Reclaiming: a bound volume whose claim is gone becomes `Released`; `Retain` keeps it so,
 //! `Delete` deletes the PersistentVolume object (Flotilla's node agent owns removing the data of
@@ -54,7 +55,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 mod claims;
-mod matching;
+pub(crate) mod matching;
 mod reclaim;
 #[cfg(test)]
 mod tests;
@@ -248,7 +249,7 @@ fn set_annotation(meta: &mut ObjectMeta, key: &str, value: &str) {
 }
 
 /// Returns a reference to a claim, as the volume's `claimRef` and as an event's object.
-fn claim_reference(claim: &PersistentVolumeClaim) -> ObjectReference {
+pub(crate) fn claim_reference(claim: &PersistentVolumeClaim) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".to_owned()),
         kind: Some("PersistentVolumeClaim".to_owned()),

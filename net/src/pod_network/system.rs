@@ -95,6 +95,24 @@ impl Commands {
         self.nft(&format!("table ip {table} {{}}\ndelete table ip {table}\n")).await
     }
 
+    /// Every IPv4 network the machine's addresses (loopback included) and routes (in any
+    /// table, the default route aside) cover: where a new network must not go.
+    pub async fn occupied(&self) -> Result<Vec<Ipv4Net>, PodNetworkError> {
+        let command = "ip -j -4 addr show";
+        let output = self.ip(&["-j", "-4", "addr", "show"]).await?;
+        let mut networks = parse_address_networks(&output, true)
+            .map_err(|reason| PodNetworkError::Output { command: command.into(), reason })?;
+        let command = "ip -j -4 route show table all";
+        let output = self.ip(&["-j", "-4", "route", "show", "table", "all"]).await?;
+        let routes: Vec<Route> = serde_json::from_slice(&output).map_err(|e| {
+            PodNetworkError::Output { command: command.into(), reason: e.to_string() }
+        })?;
+        networks.extend(
+            routes.iter().filter_map(|r| r.dst.parse::<Ipv4Net>().ok()).filter(|n| n.prefix() > 0),
+        );
+        Ok(networks)
+    }
+
     async fn ip(&self, args: &[&str]) -> Result<Vec<u8>, PodNetworkError> {
         run(&self.ip, args, None).await
     }
@@ -103,7 +121,7 @@ impl Commands {
 impl PodNetworkSystem for Commands {
     async fn links(&mut self) -> Result<Vec<Ipv4Net>, PodNetworkError> {
         let output = self.ip(&["-j", "-4", "addr", "show", "up"]).await?;
-        parse_links(&output).map_err(|reason| PodNetworkError::Output {
+        parse_address_networks(&output, false).map_err(|reason| PodNetworkError::Output {
             command: "ip -j -4 addr show up".into(),
             reason,
         })
@@ -205,13 +223,14 @@ struct Address {
     scope: String,
 }
 
-/// The networks of `ip -j -4 addr show`'s addresses, host-scoped ones (loopback) aside.
-fn parse_links(output: &[u8]) -> Result<Vec<Ipv4Net>, String> {
+/// The networks of `ip -j -4 addr show`'s addresses; host-scoped ones (loopback) only with
+/// `host_scoped`.
+fn parse_address_networks(output: &[u8], host_scoped: bool) -> Result<Vec<Ipv4Net>, String> {
     let links: Vec<Link> = serde_json::from_slice(output).map_err(|e| e.to_string())?;
     let mut networks: Vec<Ipv4Net> = links
         .iter()
         .flat_map(|link| &link.addr_info)
-        .filter(|a| a.family == "inet" && a.scope != "host")
+        .filter(|a| a.family == "inet" && (host_scoped || a.scope != "host"))
         .filter_map(|a| Ipv4Net::containing(a.local.parse().ok()?, a.prefixlen))
         .collect();
     networks.sort();
@@ -254,11 +273,14 @@ mod tests {
             {"ifindex":3,"ifname":"cni0","addr_info":[{"family":"inet","local":"10.244.1.1","prefixlen":24,"scope":"global"}]},
             {"ifindex":4,"ifname":"down0","addr_info":[]}
         ]"#;
-        let links: Vec<String> =
-            parse_links(output).unwrap().iter().map(|n| n.to_string()).collect();
-        assert_eq!(links, ["10.244.1.0/24", "172.30.0.0/24"]);
-        assert!(parse_links(b"[]").unwrap().is_empty());
-        assert!(parse_links(b"not json").is_err());
+        let text = |host_scoped| {
+            let networks = parse_address_networks(output, host_scoped).unwrap();
+            networks.iter().map(|n| n.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(text(false), ["10.244.1.0/24", "172.30.0.0/24"]);
+        assert_eq!(text(true), ["10.244.1.0/24", "127.0.0.0/8", "172.30.0.0/24"]);
+        assert!(parse_address_networks(b"[]", false).unwrap().is_empty());
+        assert!(parse_address_networks(b"not json", false).is_err());
     }
 
     #[test]

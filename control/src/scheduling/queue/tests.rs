@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::json;
 
 use super::{Outcome, Queue};
@@ -40,7 +41,7 @@ fn decide(queue: &mut Queue, now: Instant) -> (Vec<String>, Vec<String>) {
     let mut failed = Vec::new();
     for outcome in queue.next_batch(now, 100) {
         match outcome {
-            Outcome::Bind { pod, node } => {
+            Outcome::Bind { pod, node, .. } => {
                 placed.push(format!("{}@{node}", pod.metadata.name.as_deref().unwrap()))
             }
             Outcome::Unschedulable { pod, .. } => failed.push(pod.metadata.name.clone().unwrap()),
@@ -133,4 +134,102 @@ fn a_relist_forgets_what_vanished_and_keeps_what_is_listed() {
     // The watch restarts: `old` was deleted meanwhile, `waiting` is still there.
     queue.pods_relisted(vec![pod("waiting", "1", 0)]);
     assert_eq!(decide(&mut queue, now).0, ["waiting@a"], "old's cpu is free again");
+}
+
+fn pod_with_claim(name: &str, claim: &str) -> Arc<Pod> {
+    let mut p = (*pod(name, "100m", 0)).clone();
+    p.spec.as_mut().unwrap().volumes = serde_json::from_value(
+        json!([{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]),
+    )
+    .unwrap();
+    Arc::new(p)
+}
+
+fn claim(name: &str, extra: serde_json::Value) -> PersistentVolumeClaim {
+    let mut v = json!({
+        "metadata": {"name": name, "namespace": "default", "uid": format!("{name}-uid")},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+                 "storageClassName": "local"},
+    });
+    if let (Some(base), serde_json::Value::Object(extra)) = (v.as_object_mut(), extra) {
+        for (k, value) in extra {
+            base.insert(k, value);
+        }
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+fn local_volume(name: &str, node: &str) -> PersistentVolume {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "local",
+                 "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                     {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}},
+        "status": {"phase": "Available"},
+    }))
+    .unwrap()
+}
+
+fn storage_queue() -> Queue {
+    let mut queue = Queue::default();
+    let mut a = node("a", "4");
+    a.metadata.labels = Some([("kubernetes.io/hostname".to_string(), "a".to_string())].into());
+    queue.nodes_relisted(vec![a]);
+    queue.pods_relisted(vec![]);
+    let local: StorageClass = serde_json::from_value(json!({
+        "metadata": {"name": "local"}, "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    }))
+    .unwrap();
+    queue.classes_relisted(vec![local]);
+    queue.volumes_relisted(vec![]);
+    queue.claims_relisted(vec![]);
+    queue
+}
+
+#[test]
+fn claim_changes_retry_the_pods_using_the_claim() {
+    let now = Instant::now();
+    let mut queue = storage_queue();
+    queue.pod_applied(pod_with_claim("user", "data"));
+    queue.pod_applied(pod_with_claim("bystander", "other"));
+    assert_eq!(decide(&mut queue, now).1, ["user", "bystander"], "neither claim exists");
+    assert!(!queue.has_work(now));
+
+    // --- the claim the first pod uses appears: only that pod is tried again
+    queue.claim_applied(claim("data", json!({})));
+    assert!(queue.has_work(now));
+    assert_eq!(decide(&mut queue, now).1, ["user"], "no volume for it yet");
+    queue.claim_deleted(&claim("other", json!({})));
+    assert!(!queue.has_work(now), "a deleted claim helps no pod");
+
+    // --- a volume on the node appears: every pod backing off is tried again
+    queue.volume_applied(local_volume("local-a", "a"));
+    let mut placed = Vec::new();
+    for outcome in queue.next_batch(now, 100) {
+        match outcome {
+            Outcome::Bind { pod, node, volumes } => {
+                let chosen: Vec<_> = volumes
+                    .prebind
+                    .iter()
+                    .map(|(v, c)| (v.metadata.name.clone(), c.metadata.name.clone()))
+                    .collect();
+                placed.push((pod.metadata.name.clone().unwrap(), node, chosen));
+            }
+            Outcome::Unschedulable { pod, .. } => {
+                assert_eq!(pod.metadata.name.as_deref(), Some("bystander"));
+            }
+        }
+    }
+    let chosen = vec![(Some("local-a".to_string()), Some("data".to_string()))];
+    assert_eq!(placed, [("user".to_string(), "a".to_string(), chosen)]);
+
+    // --- a second pod of another claim finds the volume assumed; the binding fails and frees it
+    queue.claim_applied(claim("more", json!({})));
+    queue.pod_applied(pod_with_claim("late", "more"));
+    assert_eq!(decide(&mut queue, now).1, ["late"]);
+    queue.binding_failed(&pod_with_claim("user", "data"), now);
+    // Both are due a second later, `late` first (same time, key order): the volume is free.
+    let later = now + Duration::from_secs(1);
+    assert_eq!(decide(&mut queue, later), (vec!["late@a".to_string()], vec!["user".to_string()]));
 }

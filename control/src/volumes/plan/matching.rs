@@ -28,7 +28,7 @@ pub(super) enum Binding<'a> {
 }
 
 /// Returns the claim's class name, `""` when it has none.
-pub(super) fn claim_class(claim: &PersistentVolumeClaim) -> &str {
+pub(crate) fn claim_class(claim: &PersistentVolumeClaim) -> &str {
     annotation(&claim.metadata, BETA_CLASS_ANNOTATION)
         .or_else(|| claim.spec.as_ref()?.storage_class_name.as_deref())
         .unwrap_or_default()
@@ -41,7 +41,7 @@ pub(super) fn claim_has_class(claim: &PersistentVolumeClaim) -> bool {
 }
 
 /// Returns the volume's class name, `""` when it has none.
-pub(super) fn volume_class(volume: &PersistentVolume) -> &str {
+pub(crate) fn volume_class(volume: &PersistentVolume) -> &str {
     annotation(&volume.metadata, BETA_CLASS_ANNOTATION)
         .or_else(|| volume.spec.as_ref()?.storage_class_name.as_deref())
         .unwrap_or_default()
@@ -84,7 +84,7 @@ pub(super) fn bound_to_claim(volume: &PersistentVolume, claim: &PersistentVolume
 }
 
 /// Returns whether the claim's and the volume's volumeModes differ (unset means Filesystem).
-pub(super) fn volume_mode_mismatch(
+pub(crate) fn volume_mode_mismatch(
     volume: &PersistentVolume,
     claim: &PersistentVolumeClaim,
 ) -> bool {
@@ -97,16 +97,16 @@ fn access_modes(modes: Option<&Vec<String>>) -> BTreeSet<&str> {
     modes.into_iter().flatten().map(String::as_str).collect()
 }
 
-fn claim_modes(claim: &PersistentVolumeClaim) -> BTreeSet<&str> {
+pub(crate) fn claim_modes(claim: &PersistentVolumeClaim) -> BTreeSet<&str> {
     access_modes(claim.spec.as_ref().and_then(|spec| spec.access_modes.as_ref()))
 }
 
-fn volume_modes(volume: &PersistentVolume) -> BTreeSet<&str> {
+pub(crate) fn volume_modes(volume: &PersistentVolume) -> BTreeSet<&str> {
     access_modes(volume.spec.as_ref().and_then(|spec| spec.access_modes.as_ref()))
 }
 
 /// Returns the claim's storage request in milli-units (0 when absent).
-pub(super) fn requested(claim: &PersistentVolumeClaim) -> i128 {
+pub(crate) fn requested(claim: &PersistentVolumeClaim) -> i128 {
     let request = claim
         .spec
         .as_ref()
@@ -117,7 +117,7 @@ pub(super) fn requested(claim: &PersistentVolumeClaim) -> i128 {
 }
 
 /// Returns the volume's storage capacity in milli-units (0 when absent).
-pub(super) fn capacity(volume: &PersistentVolume) -> i128 {
+pub(crate) fn capacity(volume: &PersistentVolume) -> i128 {
     let capacity = volume
         .spec
         .as_ref()
@@ -229,7 +229,7 @@ fn best_in_group<'v>(
 /// Returns whether the volume's required node affinity admits a node with these labels
 /// (upstream's `CheckNodeAffinity`, which judges a node by its labels alone: `matchFields`
 /// see an empty node name).
-pub(super) fn node_affinity_allows(
+pub(crate) fn node_affinity_allows(
     volume: &PersistentVolume,
     labels: &BTreeMap<String, String>,
 ) -> bool {
