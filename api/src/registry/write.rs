@@ -147,10 +147,14 @@ impl<S: KvStore> Registry<S> {
         if let Some(namespace) = &namespace {
             self.ensure_namespace_accepts(namespace).await?;
         }
-        let side = self.allocations(resource, None, &mut object).await?;
+        // What the client asked for, before cluster IPs and node ports were picked: a pick that
+        // another create took meanwhile is picked again, as kube-apiserver's allocators retry.
+        let requested = object.clone();
+        let mut side = self.allocations(resource, None, &mut object).await?;
         if options.dry_run {
             return Ok(Written { object, created: true, warnings });
         }
+        let mut raced = false;
         for _ in 0..RETRIES {
             let target = Target {
                 resource: resource.clone(),
@@ -173,15 +177,23 @@ impl<S: KvStore> Registry<S> {
                         name: target.name,
                     })
                 }
-                // The object's key was free, so a side write's key was taken.
+                // The object's key was free, so a side write's key was taken: pick again (a
+                // value the client chose itself is then refused as taken).
                 StoreWritten::Conflict(None) => {
-                    return Err(ApiError::Conflict {
-                        resource: resource.group_resource(),
-                        name: target.name,
-                        message: "an allocated value was taken concurrently; retry".into(),
-                    })
+                    let name = meta::name(&object).to_string();
+                    object = requested.clone();
+                    meta::metadata_mut(&mut object).insert("name".into(), name.into());
+                    side = self.allocations(resource, None, &mut object).await?;
+                    raced = true;
                 }
             }
+        }
+        if raced {
+            return Err(ApiError::Conflict {
+                resource: resource.group_resource(),
+                name: meta::name(&object).to_string(),
+                message: format!("allocated values were taken concurrently {RETRIES} times; retry"),
+            });
         }
         Err(ApiError::AlreadyExists {
             resource: resource.group_resource(),

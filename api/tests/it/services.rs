@@ -80,6 +80,31 @@ async fn cluster_ips_are_allocated_from_the_range_and_never_shared() -> anyhow::
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_each_get_their_own_ip_and_node_port() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let admin = server.admin()?;
+    // Node ports come from 2,768 values: 64 at once may pick one value concurrently, and the
+    // create that loses picks again instead of failing.
+    let creates = (0..64).map(|index| {
+        let admin = admin.clone();
+        async move {
+            let mut body = service(&format!("race-{index}"));
+            body["spec"]["type"] = json!("NodePort");
+            admin.post(SERVICES, &body).await?.expect(StatusCode::CREATED)
+        }
+    });
+    let created = futures::future::try_join_all(creates).await?;
+    let ips: BTreeSet<Ipv4Addr> = created.iter().map(cluster_ip).collect::<Result<_, _>>()?;
+    let ports: BTreeSet<u64> = created
+        .iter()
+        .filter_map(|reply| reply.json.pointer("/spec/ports/0/nodePort")?.as_u64())
+        .collect();
+    assert_eq!((ips.len(), ports.len()), (64, 64), "every service got its own IP and port");
+    server.stop().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn deleting_a_service_frees_its_cluster_ip() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
