@@ -27,7 +27,7 @@ done
 
 cargo build --release -p flotilla --bin flotilla
 BIN="$PWD/target/release/flotilla"
-WORK=$(mktemp -d /tmp/flotilla-bench-idle.XXXXXX)
+WORK=$(mktemp -d --tmpdir --suffix=.flotilla-bench-idle)
 CLUSTER="$WORK/cluster"
 UP_PID=""
 

@@ -41,8 +41,9 @@ pub(crate) fn node_images(node: &Node) -> Vec<(String, i64)> {
     for image in images {
         let size = image.size_bytes.unwrap_or(0);
         for name in image.names.iter().flatten() {
-            if !out.iter().any(|(seen, _)| seen == name) {
-                out.push((name.clone(), size));
+            let name = normalized_image_name(name);
+            if !out.iter().any(|(seen, _)| *seen == name) {
+                out.push((name, size));
             }
         }
     }
@@ -81,16 +82,26 @@ impl ImageStates {
     }
 }
 
-/// The name a node would list for a container's `image`: a name without a tag gets `:latest`
-/// (kube-scheduler's `normalizedImageName`: the last `:` must follow the last `/`). Registry
-/// prefixes are left as written: `nginx` and `docker.io/library/nginx:latest` stay different
-/// names, as they do in kube-scheduler 1.33, where that is a known TODO.
+/// An image name in the full form containerd lists on nodes, so a pod's `nginx` and a node's
+/// `docker.io/library/nginx:latest` are one image: a name without a registry (no `.` or `:` in
+/// its first part, and not `localhost`) is on `docker.io`, under `library/` when it has no
+/// path; a name without a tag gets `:latest` (kube-scheduler's `normalizedImageName`: the last
+/// `:` must follow the last `/`), a digest stays as written. kube-scheduler 1.33 leaves out
+/// the registry part, so there `nginx` never matches what a node lists.
 pub(crate) fn normalized_image_name(image: &str) -> String {
+    if image.is_empty() {
+        return String::new();
+    }
+    let qualified = match image.split_once('/') {
+        None => format!("docker.io/library/{image}"),
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => image.to_string(),
+        Some(_) => format!("docker.io/{image}"),
+    };
     // `None < Some(_)` plays the role of Go's `LastIndex` returning -1.
-    if image.rfind(':') <= image.rfind('/') {
-        format!("{image}:latest")
+    if qualified.rfind(':') <= qualified.rfind('/') {
+        format!("{qualified}:latest")
     } else {
-        image.to_string()
+        qualified
     }
 }
 

@@ -47,15 +47,18 @@ fn image_scores(s: &Snapshot, p: &Pod) -> Vec<i64> {
 }
 
 #[test]
-fn image_names_are_normalized_as_kube_does() {
+fn image_names_are_normalized_to_what_nodes_list() {
     let cases = [
-        ("nginx", "nginx:latest"),
-        ("nginx:1.27", "nginx:1.27"),
+        ("nginx", "docker.io/library/nginx:latest"),
+        ("nginx:1.27", "docker.io/library/nginx:1.27"),
         ("docker.io/library/nginx", "docker.io/library/nginx:latest"),
+        ("bitnami/redis:7", "docker.io/bitnami/redis:7"),
+        ("localhost/app", "localhost/app:latest"),
         ("localhost:5000/app", "localhost:5000/app:latest"),
         ("localhost:5000/app:v2", "localhost:5000/app:v2"),
-        ("repo/app@sha256:0123abcd", "repo/app@sha256:0123abcd"),
-        ("", ":latest"),
+        ("flotilla.local/busybox:1", "flotilla.local/busybox:1"),
+        ("registry.example/app@sha256:0123abcd", "registry.example/app@sha256:0123abcd"),
+        ("", ""),
     ];
     for (image, want) in cases {
         assert_eq!(normalized_image_name(image), want, "{image}");
@@ -106,9 +109,9 @@ fn scores_follow_size_spread_and_container_count() {
         (&[], &["registry.example/app:v1"], [28, 28, 0, 0]),
         // a: 300 + 200 × 1/4 = 350 MiB over 2 containers: 100 × 327 / 1977 = 16; b: 277 → 14.
         (&[], &["registry.example/app:v1", "registry.example/sidecar:v1"], [16, 14, 0, 0]),
-        // Init containers count: 400 × 1/4 = 100 MiB over 2 containers: 100 × 77 / 1977 = 3;
-        // `nginx` is `nginx:latest`, not the `docker.io/library/nginx:latest` c lists.
-        (&["registry.example/init:v1"], &["nginx"], [0, 0, 3, 0]),
+        // Init containers count, and `nginx` is the `docker.io/library/nginx:latest` c lists:
+        // 400 × 1/4 + 150 × 1/4 = 137.5 MiB over 2 containers: 100 × 114.5 / 1977 = 5.
+        (&["registry.example/init:v1"], &["nginx"], [0, 0, 5, 0]),
         // 200 × 1/4 = 50 MiB: 100 × 27 / 977 = 2.
         (&[], &["registry.example/sidecar:v1"], [2, 0, 0, 0]),
         // 150 × 1/4 = 37.5 MiB: 100 × 14.5 / 977 = 1.
@@ -132,13 +135,15 @@ fn snapshot_counts_the_nodes_holding_each_image() {
         ],
         vec![],
     );
-    let state = |s: &Snapshot| s.images.get("app:v1").map(|st| (st.size, st.nodes));
+    // Nodes' names are kept in their full form.
+    let app = normalized_image_name("app:v1");
+    let state = |s: &Snapshot| s.images.get(&app).map(|st| (st.size, st.nodes));
     assert_eq!(state(&s), Some((100 * MB, 2)), "a name listed twice counts once; first size wins");
     s.upsert_node(node_with_images("a", &[(&["other:v1"], 50)]));
     assert_eq!(state(&s), Some((100 * MB, 1)), "an update drops the images a node no longer lists");
     s.remove_node("b");
     assert_eq!(state(&s), None, "an image no node lists is forgotten");
-    assert_eq!(s.images.get("other:v1").map(|st| st.nodes), Some(1));
+    assert_eq!(s.images.get(&normalized_image_name("other:v1")).map(|st| st.nodes), Some(1));
     s.upsert_node(node_with_images("b", &[(&["app:v1"], 300)]));
     assert_eq!(state(&s), Some((300 * MB, 1)));
 }
