@@ -20,8 +20,8 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use flotilla_net::command;
 use flotilla_net::pod_network::{Commands, Ipv4Net, PodNetworkConfig};
-use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 /// Where the LAN's subnet is taken from: `172.30.<k>.0/24`.
@@ -163,12 +163,8 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 
 /// Runs `ip` with `args`; its standard output.
 async fn ip(args: &[&str]) -> anyhow::Result<Vec<u8>> {
-    let output =
-        Command::new("ip").args(args).output().await.context("running `ip` (install iproute2)")?;
-    if !output.status.success() {
-        bail!("`ip {}`: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(output.stdout)
+    let program = command::find("ip").context("`ip` is not installed (install iproute2)")?;
+    Ok(command::run(&[program.into_os_string()], args, None).await?)
 }
 
 #[cfg(test)]

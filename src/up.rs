@@ -67,6 +67,15 @@ struct Member {
     agent_data: Option<PathBuf>,
 }
 
+impl Member {
+    /// A member that serves no store or API: an agent (with its data directory) or the hollow
+    /// nodes.
+    fn node(name: String, child: Child, pid_file: PathBuf, agent_data: Option<PathBuf>) -> Member {
+        let (client_url, api_url) = (String::new(), String::new());
+        Member { name, client_url, api_url, child, pid_file, agent_data }
+    }
+}
+
 /// Where `ip netns add` keeps named network namespaces.
 const NETNS_DIR: &str = "/run/netns";
 
@@ -251,14 +260,7 @@ async fn start(
             argv.push(format!("--image={}", absolute(image)?.display()));
         }
         let (child, pid_file) = spawn(&member_dir, &name, &argv)?;
-        members.push(Member {
-            name,
-            client_url: String::new(),
-            api_url: String::new(),
-            child,
-            pid_file,
-            agent_data: Some(member_data_dir(&member_dir)),
-        });
+        members.push(Member::node(name, child, pid_file, Some(member_data_dir(&member_dir))));
     }
     if args.hollow_nodes > 0 {
         let name = HOLLOW_MEMBER.to_string();
@@ -275,14 +277,7 @@ async fn start(
             format!("--data-dir={}", member_data_dir(&member_dir).display()),
         ];
         let (child, pid_file) = spawn(&member_dir, &name, &argv)?;
-        members.push(Member {
-            name,
-            client_url: String::new(),
-            api_url: String::new(),
-            child,
-            pid_file,
-            agent_data: None,
-        });
+        members.push(Member::node(name, child, pid_file, None));
     }
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(

@@ -5,6 +5,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 mod api_relay;
+pub mod command;
 pub mod dns;
 pub mod feed;
 pub mod gossip;

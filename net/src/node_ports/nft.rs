@@ -7,21 +7,13 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
-
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 use super::error::NodePortError;
 use super::script;
 use super::state::Update;
 use super::table::NodePortTable;
+use crate::command;
 
-/// Where `nft` is looked for after `PATH`.
-const SYSTEM_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin"];
-/// One `nft` run, which the kernel answers in milliseconds.
-const NFT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The host's IPv4 forwarding switch, which translated packets need.
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
@@ -40,7 +32,7 @@ impl NftTable {
     /// IPv4 forwarding on (the CNI bridge plugin does too, but only once a pod starts, and a node
     /// without pods still forwards node ports to other nodes' pods).
     pub fn find(table: &str) -> Result<NftTable, NodePortError> {
-        let program = find_nft().ok_or(NodePortError::NotInstalled)?;
+        let program = command::find("nft").ok_or(NodePortError::NotInstalled)?;
         Ok(NftTable {
             command: vec![program.into_os_string()],
             table: table.to_owned(),
@@ -68,34 +60,7 @@ impl NftTable {
 
     /// Runs `script` as one transaction.
     async fn run(&self, script: &str) -> Result<(), NodePortError> {
-        let program = PathBuf::from(self.command.first().cloned().unwrap_or_default());
-        let spawn_error = |source| NodePortError::Spawn { program: program.clone(), source };
-        let mut child = Command::new(&program)
-            .args(self.command.iter().skip(1))
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(spawn_error)?;
-        let finished = async {
-            if let Some(mut stdin) = child.stdin.take() {
-                stdin.write_all(script.as_bytes()).await?;
-            }
-            child.wait_with_output().await
-        };
-        let output = tokio::time::timeout(NFT_TIMEOUT, finished)
-            .await
-            .map_err(|_| NodePortError::Timeout { program: program.clone(), timeout: NFT_TIMEOUT })?
-            .map_err(spawn_error)?;
-        if !output.status.success() {
-            return Err(NodePortError::Failed {
-                program,
-                status: output.status,
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            });
-        }
+        command::run(&self.command, &["-f", "-"], Some(script)).await?;
         Ok(())
     }
 }
@@ -126,13 +91,4 @@ fn turn_forwarding_on(path: &Path) -> Result<(), NodePortError> {
     std::fs::write(path, "1\n").map_err(error)?;
     tracing::info!(path = %path.display(), "turned IPv4 forwarding on for node ports");
     Ok(())
-}
-
-/// The first executable `nft` in `PATH`, then in the system directories.
-fn find_nft() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(SYSTEM_DIRS.iter().map(PathBuf::from))
-        .map(|dir| dir.join("nft"))
-        .find(|candidate| candidate.is_file())
 }

@@ -8,33 +8,22 @@ use std::ffi::OsString;
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 use super::plan::{Ipv4Net, RouteChange};
+use crate::command::{self, CommandError};
 
 /// The routing protocol number that marks the routes this module owns (`proto 95` in
 /// `ip route`): the others on the machine are never touched.
 pub const ROUTE_PROTOCOL: &str = "95";
-/// Where programs are looked for after `PATH` (root's tools live in sbin).
-const SYSTEM_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin"];
-/// One run of `ip` or `nft`, which the kernel answers in milliseconds.
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodNetworkError {
     #[error("`{0}` is not installed (iproute2 and nftables are needed for routes between nodes)")]
     NotInstalled(&'static str),
-    #[error("running {program}: {source}")]
-    Spawn { program: String, source: std::io::Error },
-    #[error("{program} did not finish within {timeout:?}")]
-    Timeout { program: String, timeout: Duration },
-    #[error("`{command}` failed: {stderr}")]
-    Failed { command: String, stderr: String },
+    #[error(transparent)]
+    Command(#[from] CommandError),
     #[error("reading `{command}`: {reason}")]
     Output { command: String, reason: String },
 }
@@ -67,15 +56,15 @@ pub struct Commands {
 impl Commands {
     /// The machine's own `ip` and `nft`.
     pub fn find() -> Result<Commands, PodNetworkError> {
-        let ip = find("ip").ok_or(PodNetworkError::NotInstalled("ip"))?;
-        let nft = find("nft").ok_or(PodNetworkError::NotInstalled("nft"))?;
+        let ip = command::find("ip").ok_or(PodNetworkError::NotInstalled("ip"))?;
+        let nft = command::find("nft").ok_or(PodNetworkError::NotInstalled("nft"))?;
         Ok(Commands { ip: vec![ip.into()], nft: vec![nft.into()] })
     }
 
     /// `ip` and `nft` run inside the named network namespace (`ip netns exec`).
     pub fn in_namespace(namespace: &str) -> Result<Commands, PodNetworkError> {
-        let ip = find("ip").ok_or(PodNetworkError::NotInstalled("ip"))?;
-        let nft = find("nft").ok_or(PodNetworkError::NotInstalled("nft"))?;
+        let ip = command::find("ip").ok_or(PodNetworkError::NotInstalled("ip"))?;
+        let nft = command::find("nft").ok_or(PodNetworkError::NotInstalled("nft"))?;
         let exec = |program: PathBuf| -> Vec<OsString> {
             vec![ip.clone().into(), "netns".into(), "exec".into(), namespace.into(), program.into()]
         };
@@ -114,7 +103,7 @@ impl Commands {
     }
 
     async fn ip(&self, args: &[&str]) -> Result<Vec<u8>, PodNetworkError> {
-        run(&self.ip, args, None).await
+        Ok(command::run(&self.ip, args, None).await?)
     }
 }
 
@@ -150,59 +139,9 @@ impl PodNetworkSystem for Commands {
     }
 
     async fn nft(&mut self, script: &str) -> Result<(), PodNetworkError> {
-        run(&self.nft, &["-f", "-"], Some(script)).await.map(|_| ())
+        command::run(&self.nft, &["-f", "-"], Some(script)).await?;
+        Ok(())
     }
-}
-
-/// Runs `command` (a program and its first arguments) with `args`, feeding `input`; its
-/// standard output on success.
-async fn run(
-    command: &[OsString],
-    args: &[&str],
-    input: Option<&str>,
-) -> Result<Vec<u8>, PodNetworkError> {
-    let program = PathBuf::from(command.first().cloned().unwrap_or_default());
-    let line = || {
-        let words = command.iter().map(|w| w.to_string_lossy().into_owned());
-        words.chain(args.iter().map(|a| a.to_string())).collect::<Vec<_>>().join(" ")
-    };
-    let spawn_error =
-        |source| PodNetworkError::Spawn { program: program.display().to_string(), source };
-    let mut child = Command::new(&program)
-        .args(command.iter().skip(1))
-        .args(args)
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(spawn_error)?;
-    let finished = async {
-        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-            stdin.write_all(text.as_bytes()).await?;
-        }
-        child.wait_with_output().await
-    };
-    let output = tokio::time::timeout(TIMEOUT, finished)
-        .await
-        .map_err(|_| PodNetworkError::Timeout { program: line(), timeout: TIMEOUT })?
-        .map_err(spawn_error)?;
-    if !output.status.success() {
-        return Err(PodNetworkError::Failed {
-            command: line(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
-    }
-    Ok(output.stdout)
-}
-
-/// The first executable `name` in `PATH`, then in the system directories.
-fn find(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(SYSTEM_DIRS.iter().map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
 }
 
 #[derive(Deserialize)]
