@@ -2,7 +2,9 @@
 //! etcd client drives a 3-member cluster of each on loopback, both with TLS and client
 //! certificates, and prints throughput and latency for each and the ratio.
 //!
-//! Usage: `store-bench [--seconds S] [--nodes 3|1]` (see `deploy/bench-store.sh`).
+//! Usage: `store-bench [--seconds S] [--nodes 3|1] [--only put:64,get:64,...]` (see
+//! `deploy/bench-store.sh`). `--only` runs the listed workloads alone (`put`, `get` for
+//! linearizable and `sget` for serializable gets, each with its client count).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +18,8 @@ const VALUE_BYTES: usize = 256;
 
 struct Workload {
     name: &'static str,
+    /// How `--only` names it.
+    short: &'static str,
     clients: usize,
     kind: Kind,
 }
@@ -222,6 +226,16 @@ async fn main() -> anyhow::Result<()> {
     // Profiling aid: `--keep` leaves the cluster running (and its directory in place) after
     // the last workload until the process is interrupted.
     let keep = args.iter().any(|a| a == "--keep");
+    let only: Option<Vec<String>> = match args.iter().position(|a| a == "--only") {
+        Some(i) => Some(
+            args.get(i + 1)
+                .context("--only needs a list such as put:64,get:64")?
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+        ),
+        None => None,
+    };
     if nodes != 1 && nodes != 3 {
         bail!("--nodes must be 1 or 3");
     }
@@ -260,13 +274,31 @@ async fn main() -> anyhow::Result<()> {
     .await?;
 
     let workloads = [
-        Workload { name: "put", clients: 1, kind: Kind::Put },
-        Workload { name: "put", clients: 16, kind: Kind::Put },
-        Workload { name: "put", clients: 64, kind: Kind::Put },
-        Workload { name: "put", clients: 256, kind: Kind::Put },
-        Workload { name: "get linearizable", clients: 64, kind: Kind::Get { serializable: false } },
-        Workload { name: "get serializable", clients: 64, kind: Kind::Get { serializable: true } },
+        Workload { name: "put", short: "put", clients: 1, kind: Kind::Put },
+        Workload { name: "put", short: "put", clients: 16, kind: Kind::Put },
+        Workload { name: "put", short: "put", clients: 64, kind: Kind::Put },
+        Workload { name: "put", short: "put", clients: 256, kind: Kind::Put },
+        Workload {
+            name: "get linearizable",
+            short: "get",
+            clients: 64,
+            kind: Kind::Get { serializable: false },
+        },
+        Workload {
+            name: "get serializable",
+            short: "sget",
+            clients: 64,
+            kind: Kind::Get { serializable: true },
+        },
     ];
+    let selected = |w: &&Workload| match &only {
+        None => true,
+        Some(list) => list.iter().any(|s| *s == format!("{}:{}", w.short, w.clients)),
+    };
+    let workloads: Vec<&Workload> = workloads.iter().filter(selected).collect();
+    if workloads.is_empty() {
+        bail!("--only names no workload (known: put:1, put:16, put:64, put:256, get:64, sget:64)");
+    }
     println!("store benchmark: {nodes} member(s) each, {VALUE_BYTES}-byte values, {seconds} s per run, TLS on both");
     println!(
         "{:<18} {:>7} | {:>10} {:>9} {:>9} | {:>10} {:>9} {:>9} | {:>9} {:>9}",
@@ -281,7 +313,7 @@ async fn main() -> anyhow::Result<()> {
         "thru x",
         "p99 x"
     );
-    for workload in &workloads {
+    for workload in workloads {
         let etcd = run(&etcd_target, workload, seconds).await?;
         let ours = run(&flotilla_target, workload, seconds).await?;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -299,7 +331,7 @@ async fn main() -> anyhow::Result<()> {
             ms(ours.p99) / ms(etcd.p99),
         );
     }
-    if nodes == 3 {
+    if nodes == 3 && only.is_none() {
         let etcd_failover = {
             let leader = leader_index(&etcd_target).await?;
             let _ = etcd_children[leader].kill();

@@ -21,7 +21,7 @@ use openraft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use std::sync::mpsc;
 
 use super::{NodeId, TypeConfig};
 
@@ -35,20 +35,20 @@ pub struct LogStore {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
-    flusher: Arc<OnceLock<mpsc::UnboundedSender<LogFlushed<TypeConfig>>>>,
+    flusher: Arc<OnceLock<mpsc::Sender<LogFlushed<TypeConfig>>>>,
 }
 
-/// Group commit: appends write their entries and queue their callback; the flusher takes every
-/// queued callback, makes one fsync, and completes them all. A callback is completed only by a
-/// flush that started after its entries were written. The worker ends when the last handle
-/// (every clone of the store) is dropped.
-async fn flush_worker(db: sled::Db, mut queue: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
-    while let Some(first) = queue.recv().await {
+/// Group commit: appends write their entries and queue their callback; the flusher thread takes
+/// every queued callback, makes one flush, and completes them all. A callback is completed only
+/// by a flush that started after its entries were written. The thread is the flusher's own
+/// (sled's `flush_async` would hand each flush to sled's shared pool first, one more thread
+/// wake-up per write on the path every write waits for). It ends when the last handle (every
+/// clone of the store) is dropped.
+fn flush_worker(db: sled::Db, queue: mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = queue.recv() {
         let mut waiting = vec![first];
-        while let Ok(next) = queue.try_recv() {
-            waiting.push(next);
-        }
-        let flushed = db.flush_async().await;
+        waiting.extend(queue.try_iter());
+        let flushed = db.flush();
         if let Err(e) = &flushed {
             tracing::error!(error = %e, "flushing the raft log failed; the node stops");
         }
@@ -241,8 +241,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.log.apply_batch(batch).map_err(write_err)?;
         let db = self.db.clone();
         let flusher = self.flusher.get_or_init(|| {
-            let (sender, queue) = mpsc::unbounded_channel();
-            tokio::spawn(flush_worker(db, queue));
+            let (sender, queue) = mpsc::channel();
+            let spawned = std::thread::Builder::new()
+                .name("raft-log-flush".into())
+                .spawn(move || flush_worker(db, queue));
+            if let Err(e) = spawned {
+                // The send below then fails and the append flushes inline.
+                tracing::warn!(error = %e, "no raft log flusher thread; flushing inline");
+            }
             sender
         });
         if let Err(unsent) = flusher.send(callback) {
