@@ -70,6 +70,9 @@ fn main() -> ExitCode {
         Command::Reset(args) => args.netns.as_deref(),
         _ => None,
     };
+    if let Command::Agent(_) = &cli.command {
+        agent::return_freed_memory_at_once();
+    }
     if let Some(path) = netns {
         if let Err(e) = agent::join_network_namespace(path) {
             eprintln!("flotilla: {}", one_line(&e));

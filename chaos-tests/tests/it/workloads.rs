@@ -4,9 +4,10 @@
 //! all along), rolled back, scaled to 0 and back; Services get EndpointSlices and Endpoints;
 //! a StatefulSet starts web-0, web-1, web-2 in order; Jobs complete; a CronJob fires on
 //! schedule; a DaemonSet runs on every untainted node; a tainted node gets only pods that
-//! tolerate it; a claim binds to a volume; each namespace gets its default ServiceAccount;
-//! deletions follow each propagation policy. A second test kills the controller lease holder
-//! during a rollout.
+//! tolerate it; a claim binds to a volume, and a `WaitForFirstConsumer` one waits for its pod
+//! and gets the volume that fits on the pod's node; each namespace gets its default
+//! ServiceAccount; deletions follow each propagation policy. A second test kills the controller
+//! lease holder during a rollout.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -108,6 +109,86 @@ spec:
   accessModes: [ReadWriteOnce]
   storageClassName: ''
   resources: {requests: {storage: 500Mi}}
+";
+
+/// A `WaitForFirstConsumer` class, a 1Gi volume reachable from node-1 only, a 5Gi one from
+/// node-2 only, and a 2Gi claim of the class: only the 5Gi volume fits it.
+const WFC_STORAGE: &str = "apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: local-wfc}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: wfc-small}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: local-wfc
+  local: {path: /mnt/wfc-small}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [node-1]}]
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: wfc-big}
+spec:
+  capacity: {storage: 5Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: local-wfc
+  local: {path: /mnt/wfc-big}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [node-2]}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: wfc-data}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: local-wfc
+  resources: {requests: {storage: 2Gi}}
+";
+
+/// The node `wfc-big` is pinned to.
+const WFC_BIG_NODE: &str = NODES[1];
+
+/// The first consumer of `wfc-data`.
+const WFC_CONSUMER: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: wfc-consumer}
+spec:
+  containers:
+  - name: main
+    image: busybox:1.36
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: wfc-data}}]
+";
+
+/// A 10Gi claim of the `WaitForFirstConsumer` class, which no volume fits, and its consumer.
+const WFC_STARVED: &str = "apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: wfc-none}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: local-wfc
+  resources: {requests: {storage: 10Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: wfc-starved}
+spec:
+  containers:
+  - name: main
+    image: busybox:1.36
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: wfc-none}}]
 ";
 
 /// Runs kubectl and returns its output, failing with its stderr.
@@ -495,6 +576,106 @@ async fn workloads_roll_out_order_complete_and_place_as_kubernetes_does() -> any
         &[s, "get", "pv", "disk-1", "-o", "jsonpath={.status.phase}/{.spec.claimRef.name}"],
     )?;
     assert_eq!(volume, "Bound/data");
+
+    eprintln!("--- a WaitForFirstConsumer claim waits for its pod and follows it");
+    apply(&cluster, s, WFC_STORAGE)?;
+    // The PersistentVolume controller has looked at the claim and chose to wait.
+    wait_until(Duration::from_secs(30), "WaitForFirstConsumer for wfc-data", || async {
+        cluster
+            .kubectl_output(&[
+                s,
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=wfc-data,reason=WaitForFirstConsumer",
+                "-o",
+                "jsonpath={.items[*].message}",
+            ])
+            .contains("waiting for first consumer to be created before binding")
+    })
+    .await?;
+    let claim = kubectl(
+        &cluster,
+        &[s, "get", "pvc", "wfc-data", "-o", "jsonpath={.status.phase}/{.spec.volumeName}"],
+    )?;
+    assert_eq!(claim, "Pending/", "no pod uses the claim yet");
+    let volumes = kubectl(
+        &cluster,
+        &[
+            s,
+            "get",
+            "pv",
+            "wfc-small",
+            "wfc-big",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.spec.claimRef.name}{\" \"}{end}",
+        ],
+    )?;
+    assert_eq!(volumes.trim(), "wfc-small= wfc-big=", "no volume is claimed yet");
+    apply(&cluster, s, WFC_CONSUMER)?;
+    wait_until(Duration::from_secs(30), "wfc-consumer bound to a node", || async {
+        !cluster
+            .kubectl_output(&[s, "get", "pod", "wfc-consumer", "-o", "jsonpath={.spec.nodeName}"])
+            .trim()
+            .is_empty()
+    })
+    .await?;
+    let node =
+        kubectl(&cluster, &[s, "get", "pod", "wfc-consumer", "-o", "jsonpath={.spec.nodeName}"])?;
+    assert_eq!(node, WFC_BIG_NODE, "the only node that reaches a volume that fits");
+    let claim = kubectl(
+        &cluster,
+        &[
+            s,
+            "get",
+            "pvc",
+            "wfc-data",
+            "-o",
+            "jsonpath={.status.phase}/{.spec.volumeName}/{.status.capacity.storage}/{.metadata.annotations.pv\\.kubernetes\\.io/bind-completed}/{.metadata.annotations.volume\\.kubernetes\\.io/selected-node}/{.metadata.uid}",
+        ],
+    )?;
+    let (claim, uid) = claim.rsplit_once('/').unwrap_or_default();
+    assert_eq!(claim, "Bound/wfc-big/5Gi/yes/", "the claim is bound before its pod, pre-bound");
+    let volume = kubectl(
+        &cluster,
+        &[
+            s,
+            "get",
+            "pv",
+            "wfc-big",
+            "-o",
+            "jsonpath={.status.phase}/{.spec.claimRef.namespace}/{.spec.claimRef.name}/{.spec.claimRef.uid}/{.metadata.annotations.pv\\.kubernetes\\.io/bound-by-controller}",
+        ],
+    )?;
+    assert_eq!(volume, format!("Bound/default/wfc-data/{uid}/yes"));
+    let small = kubectl(
+        &cluster,
+        &[s, "get", "pv", "wfc-small", "-o", "jsonpath={.status.phase}/{.spec.claimRef.name}"],
+    )?;
+    assert_eq!(small, "Available/", "the volume that does not fit stays free");
+    apply(&cluster, s, WFC_STARVED)?;
+    wait_until(Duration::from_secs(30), "FailedScheduling for wfc-starved", || async {
+        cluster
+            .kubectl_output(&[
+                s,
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=wfc-starved,reason=FailedScheduling",
+                "-o",
+                "jsonpath={.items[*].message}",
+            ])
+            .contains("3 node(s) didn't find available persistent volumes to bind")
+    })
+    .await?;
+    let node =
+        kubectl(&cluster, &[s, "get", "pod", "wfc-starved", "-o", "jsonpath={.spec.nodeName}"])?;
+    assert_eq!(node, "");
+    let claim = kubectl(
+        &cluster,
+        &[s, "get", "pvc", "wfc-none", "-o", "jsonpath={.status.phase}/{.spec.volumeName}"],
+    )?;
+    assert_eq!(claim, "Pending/");
 
     eprintln!("--- a new namespace gets its default ServiceAccount");
     kubectl(&cluster, &[s, "create", "namespace", "team"])?;
