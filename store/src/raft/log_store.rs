@@ -252,8 +252,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             sender
         });
         if let Err(unsent) = flusher.send(callback) {
-            // The worker only ends when every handle is gone, so this cannot happen while
-            // `self` exists; flush inline rather than lose the acknowledgement.
+            // Only when the flusher thread could not be started: it ends only once every
+            // handle is gone. Flush inline rather than lose the acknowledgement.
             let flushed = self.db.flush_async().await.map(|_| ());
             unsent.0.log_io_completed(flushed.map_err(|e| std::io::Error::other(e.to_string())));
         }
