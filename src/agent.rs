@@ -1,5 +1,9 @@
 //! `flotilla agent`: one node's agent.
 
+mod memory;
+
+pub use memory::return_freed_memory_at_once;
+
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -85,20 +89,6 @@ pub struct ResetArgs {
     pub netns: Option<PathBuf>,
 }
 
-/// Makes the allocator hand freed memory back to the system at once instead of after its
-/// default delay, which it only honours while the freeing thread keeps allocating: the agent
-/// peaks once at start (parsing the kernel's BTF to load the eBPF programs, ≈19 MB) and then
-/// idles, so without this the peak stayed resident for good. Must run before any other thread
-/// starts (the allocator's options are not synchronised).
-#[allow(unsafe_code)]
-pub fn return_freed_memory_at_once() {
-    // SAFETY: a plain option store in the allocator, made while the process has one thread.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-}
-
-/// `mi_option_purge_delay` of mimalloc 3's `mimalloc.h`, which the Rust bindings leave out.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
 /// Moves this process into the network namespace at `path`. Only the calling thread moves, so
 /// it must run before any other thread starts.
 pub fn join_network_namespace(path: &Path) -> anyhow::Result<()> {
@@ -136,23 +126,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         server_port: args.kubelet_port,
     };
     let agent = Agent::start(config).await.context("starting the agent")?;
-    tracing::info!(node = %args.name, "agent started");
+    match memory::release_start_only_code() {
+        Ok(kb) => tracing::info!(node = %args.name, code_unmapped_kb = kb, "agent started"),
+        Err(error) => tracing::warn!(%error, "agent started; its start-only code stays mapped"),
+    }
     crate::up::shutdown_signal().await;
     agent.shutdown().await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::MI_OPTION_PURGE_DELAY;
-
-    #[test]
-    #[allow(unsafe_code)]
-    fn the_purge_delay_option_is_the_one_the_allocator_knows() {
-        // SAFETY: reads one option of the linked allocator.
-        let delay = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-        // mimalloc 3's default purge delay in milliseconds; another option would hold another
-        // default, so this pins the number to the option.
-        assert_eq!(delay, 1000);
-    }
 }

@@ -211,9 +211,11 @@ async fn work<R: Runtime>(
             .as_ref()
             .and_then(|key| store.get(key))
             .filter(|pod| pod.metadata.uid.as_deref() == Some(uid.as_str()));
+        // Boxed: a sync's state machine is large (≈28 KB), and held in the task it would stay
+        // allocated while the worker waits, for every pod of the node.
         let outcome = match pod {
-            Some(pod) => syncer.sync(&pod, &mut state).await,
-            None => syncer.tear_down(&uid).await.map(|()| Outcome::Finished),
+            Some(pod) => Box::pin(syncer.sync(&pod, &mut state)).await,
+            None => Box::pin(syncer.tear_down(&uid)).await.map(|()| Outcome::Finished),
         };
         let wait = match outcome {
             Ok(Outcome::Finished) => break,

@@ -35,10 +35,9 @@ use k8s_openapi::api::storage::v1::StorageClass;
 
 use super::filters::Rejection;
 use super::snapshot::NodeInfo;
-use crate::selector::Selector;
 use crate::volumes::plan::matching::{
-    capacity, claim_class, claim_modes, node_affinity_allows, requested, volume_class,
-    volume_mode_mismatch, volume_modes,
+    claim_class, find_matching_volume, node_affinity_allows, requested, volume_class, Binding,
+    Candidate,
 };
 use crate::volumes::plan::{BIND_COMPLETED_ANNOTATION, SELECTED_NODE_ANNOTATION};
 
@@ -78,15 +77,6 @@ fn volume_name(claim: &PersistentVolumeClaim) -> Option<&str> {
 
 fn selected_node_annotation(claim: &PersistentVolumeClaim) -> Option<&str> {
     claim.metadata.annotations.as_ref()?.get(SELECTED_NODE_ANNOTATION).map(String::as_str)
-}
-
-/// Whether a `claimRef` (name, namespace, uid) points at the claim; a reference without a uid
-/// points at any claim of that name (`IsVolumeBoundToClaim`).
-fn refers_to(reference: &ObjectReference, claim: &PersistentVolumeClaim) -> bool {
-    let uid = reference.uid.as_deref().unwrap_or_default();
-    reference.name == claim.metadata.name
-        && reference.namespace == claim.metadata.namespace
-        && (uid.is_empty() || Some(uid) == claim.metadata.uid.as_deref())
 }
 
 /// What a placed pod will write before it is bound: volumes to pre-bind to its claims and claims
@@ -264,48 +254,20 @@ impl Storage {
         node: &NodeInfo,
         excluded: &HashSet<&str>,
     ) -> Option<&'a Arc<PersistentVolume>> {
-        let request = requested(claim);
         let class = claim_class(claim);
-        let selector = match claim.spec.as_ref().and_then(|spec| spec.selector.as_ref()) {
-            // An invalid selector fails validation; it matches nothing.
-            Some(selector) => Some(Selector::parse_allowing_empty(selector).ok()?),
-            None => None,
-        };
-        let wanted_modes = claim_modes(claim);
-        let mut smallest: Option<(i128, &Arc<PersistentVolume>)> = None;
-        for (name, volume) in &self.volumes {
-            if volume_class(volume) != class || excluded.contains(name.as_str()) {
-                continue;
-            }
-            let reference = self.claim_ref(name, volume);
-            let pre_bound = reference.is_some_and(|r| refers_to(r, claim));
-            if reference.is_some() && !pre_bound {
-                continue;
-            }
-            let size = capacity(volume);
-            if size < request
-                || volume_mode_mismatch(volume, claim)
-                || volume.metadata.deletion_timestamp.is_some()
-            {
-                continue;
-            }
-            let reachable = node_affinity_allows(volume, &node.labels);
-            if pre_bound {
-                return reachable.then_some(volume);
-            }
-            let phase = volume.status.as_ref().and_then(|s| s.phase.as_deref());
-            if phase != Some("Available")
-                || selector.as_ref().is_some_and(|s| !s.matches(volume.metadata.labels.as_ref()))
-                || !reachable
-                || !wanted_modes.is_subset(&volume_modes(volume))
-            {
-                continue;
-            }
-            if smallest.is_none_or(|(smallest_size, _)| size < smallest_size) {
-                smallest = Some((size, volume));
-            }
-        }
-        smallest.map(|(_, volume)| volume)
+        let candidates = self
+            .volumes
+            .iter()
+            .filter(|(name, volume)| {
+                volume_class(volume) == class && !excluded.contains(name.as_str())
+            })
+            .map(|(name, volume)| Candidate {
+                name,
+                volume,
+                claim_ref: self.claim_ref(name, volume),
+            });
+        let name = find_matching_volume(candidates, claim, &Binding::OnNode(&node.labels))?;
+        self.volumes.get(name)
     }
 
     /// Whether the claim's class can have a volume created for it on the node

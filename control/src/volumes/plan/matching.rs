@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 
 use crate::nodes::term_matches;
@@ -18,7 +18,7 @@ const BETA_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
 const BETA_DEFAULT_CLASS_ANNOTATION: &str = "storageclass.beta.kubernetes.io/is-default-class";
 
 /// How a claim may be bound now.
-pub(super) enum Binding<'a> {
+pub(crate) enum Binding<'a> {
     /// `Immediate` class (or none): any matching volume.
     Immediate,
     /// `WaitForFirstConsumer` class and no node chosen yet: only a volume pre-bound to it.
@@ -74,13 +74,19 @@ pub(super) fn default_class<'a>(
 /// Returns whether the volume is pre-bound or bound to the claim: its `claimRef` names the
 /// claim, and carries the claim's uid if it carries one (upstream's `IsVolumeBoundToClaim`).
 pub(super) fn bound_to_claim(volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
-    let Some(reference) = volume.spec.as_ref().and_then(|spec| spec.claim_ref.as_ref()) else {
-        return false;
-    };
+    claim_ref(volume).is_some_and(|reference| refers_to_claim(reference, claim))
+}
+
+/// Returns whether a `claimRef` names the claim, with the claim's uid if it carries one.
+pub(crate) fn refers_to_claim(reference: &ObjectReference, claim: &PersistentVolumeClaim) -> bool {
     let uid = reference.uid.as_deref().unwrap_or_default();
     reference.name == claim.metadata.name
         && reference.namespace == claim.metadata.namespace
         && (uid.is_empty() || Some(uid) == claim.metadata.uid.as_deref())
+}
+
+fn claim_ref(volume: &PersistentVolume) -> Option<&ObjectReference> {
+    volume.spec.as_ref()?.claim_ref.as_ref()
 }
 
 /// Returns whether the claim's and the volume's volumeModes differ (unset means Filesystem).
@@ -151,8 +157,25 @@ pub(super) fn unsatisfied_because(
     None
 }
 
+/// A volume as one `FindMatchingVolume` search sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Candidate<'v> {
+    pub name: &'v str,
+    pub volume: &'v PersistentVolume,
+    /// The claim the volume is bound or pre-bound to: its `claimRef`, or the binding the
+    /// scheduler assumed and has not seen written yet.
+    pub claim_ref: Option<&'v ObjectReference>,
+}
+
+impl<'v> Candidate<'v> {
+    /// The volume as stored, its own `claimRef` included.
+    pub(crate) fn stored(name: &'v str, volume: &'v PersistentVolume) -> Candidate<'v> {
+        Candidate { name, volume, claim_ref: claim_ref(volume) }
+    }
+}
+
 /// Volumes by access-mode set, the sets ordered by size (then by modes).
-type ModeGroups<'v> = BTreeMap<(usize, BTreeSet<&'v str>), Vec<(&'v String, &'v PersistentVolume)>>;
+type ModeGroups<'v> = BTreeMap<(usize, BTreeSet<&'v str>), Vec<Candidate<'v>>>;
 
 /// Returns the name of the volume the claim should get (upstream's `findBestMatchForClaim`):
 /// volumes are searched by access-mode set, fewest modes first; within a set, a volume pre-bound
@@ -167,18 +190,25 @@ pub(super) fn best_match(
     for (name, volume) in volumes {
         let modes = volume_modes(volume);
         if wanted.is_subset(&modes) {
-            by_modes.entry((modes.len(), modes)).or_default().push((name, volume));
+            by_modes.entry((modes.len(), modes)).or_default().push(Candidate::stored(name, volume));
         }
     }
-    by_modes.values().find_map(|group| best_in_group(group, claim, binding)).cloned()
+    by_modes
+        .into_values()
+        .find_map(|group| find_matching_volume(group, claim, binding))
+        .map(str::to_owned)
 }
 
-/// Upstream's `FindMatchingVolume` over volumes with one access-mode set.
-fn best_in_group<'v>(
-    group: &[(&'v String, &PersistentVolume)],
+/// Upstream's `FindMatchingVolume`, for the PersistentVolume controller (over one access-mode
+/// set at a time) and for the scheduler (over one class's volumes, for one node): the
+/// candidate pre-bound to the claim if it can serve it (none at all if the node cannot reach
+/// it), else the smallest available volume that fits the claim (the first on ties). On a node,
+/// a volume must also offer every access mode the claim asks for.
+pub(crate) fn find_matching_volume<'v>(
+    candidates: impl IntoIterator<Item = Candidate<'v>>,
     claim: &PersistentVolumeClaim,
     binding: &Binding<'_>,
-) -> Option<&'v String> {
+) -> Option<&'v str> {
     let request = requested(claim);
     let class = claim_class(claim);
     let selector = match claim.spec.as_ref().and_then(|spec| spec.selector.as_ref()) {
@@ -186,11 +216,11 @@ fn best_in_group<'v>(
         Some(selector) => Some(Selector::parse_allowing_empty(selector).ok()?),
         None => None,
     };
-    let mut smallest: Option<(i128, &'v String)> = None;
-    for (name, volume) in group {
-        let spec = volume.spec.as_ref();
-        let claimed = spec.and_then(|spec| spec.claim_ref.as_ref()).is_some();
-        if claimed && !bound_to_claim(volume, claim) {
+    let wanted_modes = claim_modes(claim);
+    let mut smallest: Option<(i128, &'v str)> = None;
+    for Candidate { name, volume, claim_ref } in candidates {
+        let pre_bound = claim_ref.is_some_and(|reference| refers_to_claim(reference, claim));
+        if claim_ref.is_some() && !pre_bound {
             continue;
         }
         let size = capacity(volume);
@@ -200,13 +230,14 @@ fn best_in_group<'v>(
         {
             continue;
         }
-        let reachable = match binding {
-            Binding::OnNode(labels) => node_affinity_allows(volume, labels),
-            Binding::Immediate | Binding::Delayed => true,
+        let node_labels = match binding {
+            Binding::OnNode(labels) => Some(*labels),
+            Binding::Immediate | Binding::Delayed => None,
         };
-        if bound_to_claim(volume, claim) {
-            // A pre-bound volume the node cannot reach means no match in this set.
-            return reachable.then_some(*name);
+        let reachable = node_labels.is_none_or(|labels| node_affinity_allows(volume, labels));
+        if pre_bound {
+            // A pre-bound volume the node cannot reach means no match at all.
+            return reachable.then_some(name);
         }
         if matches!(binding, Binding::Delayed) {
             continue;
@@ -216,11 +247,12 @@ fn best_in_group<'v>(
             || selector.as_ref().is_some_and(|selector| !selector.matches(labels))
             || volume_class(volume) != class
             || !reachable
+            || (node_labels.is_some() && !wanted_modes.is_subset(&volume_modes(volume)))
         {
             continue;
         }
         if smallest.is_none_or(|(smallest_size, _)| size < smallest_size) {
-            smallest = Some((size, *name));
+            smallest = Some((size, name));
         }
     }
     smallest.map(|(_, name)| name)
