@@ -16,6 +16,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod claim;
 pub mod containerd;
 mod cri;
 mod hollow;
@@ -37,6 +38,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use claim::NodeClaim;
 use containerd::{Containerd, Tools};
 pub use containerd::{Layout, DEFAULT_IMAGES_DIR, DEFAULT_PAUSE_IMAGE};
 use cri::{CriRuntime, CriRuntimeConfig};
@@ -127,6 +129,8 @@ pub enum AgentError {
     Pki(#[from] flotilla_store::pki::PkiError),
     #[error("invalid hollow node setup: {0}")]
     Hollow(String),
+    #[error(transparent)]
+    Claim(#[from] claim::ClaimError),
 }
 
 /// A running agent.
@@ -136,6 +140,8 @@ pub struct Agent {
     /// The containerd this agent runs; it keeps running after the agent stops, as k3s'.
     containerd: Option<Containerd>,
     gossip: Gossip,
+    /// This machine's lock on the node name, released when the agent's process ends.
+    _claim: NodeClaim,
 }
 
 /// The wildcard address of `ip`'s family.
@@ -153,6 +159,8 @@ impl Agent {
             path: config.data_dir.display().to_string(),
             reason: err.to_string(),
         })?;
+        // Before anything named after the node is touched on this machine.
+        let claim = NodeClaim::wait_for(&config.name, &config.data_dir).await?;
         let masters = Masters::resolve(&config.api_urls).await?;
         // Gossip first: a restarted agent is back in the membership, under its new generation,
         // before the old one could be found dead.
@@ -269,7 +277,7 @@ impl Agent {
             pod_cidr: pod_cidr_tx,
         };
         kubelet.spawn(&tasks, stop.clone()).await?;
-        Ok(Agent { stop, tasks, containerd, gossip })
+        Ok(Agent { stop, tasks, containerd, gossip, _claim: claim })
     }
 
     /// Stops the agent's work and waits for it; the agent leaves the gossip membership, so the
@@ -288,8 +296,12 @@ impl Agent {
 /// Removes what `layout`'s node left on the machine: its pods, containerd and pod network
 /// leftovers, then its service dataplane (the programs stop translating Service addresses)
 /// its node ports' nftables table, and its pod network (routes to other nodes' pods, the
-/// egress table). Every step runs even when an earlier one failed.
+/// egress table). Every step runs even when an earlier one failed. Refuses, after waiting a
+/// few seconds for it to go, while an agent of the node's name runs on this machine.
 pub async fn reset(layout: &Layout) -> Result<(), AgentError> {
+    // Never under a running agent of that name, this machine's or another cluster's.
+    let data_dir = layout.base().parent().unwrap_or(layout.base());
+    let _claim = NodeClaim::wait_for(layout.node(), data_dir).await?;
     let pods = containerd::reset(layout).await;
     let pod_network = match pod_network::Commands::find() {
         Ok(mut commands) => {

@@ -92,7 +92,7 @@ impl ApiServer {
             None => Tokens::default(),
         };
         let issuer = Issuer::new(SigningKey::load(&config.service_account_key_file)?);
-        let listener = TcpListener::bind(config.listen)
+        let listener = flotilla_store::ports::bind_after_predecessor(config.listen)
             .await
             .map_err(|source| ApiServerError::Bind { addr: config.listen, source })?;
         let local_addr = listener

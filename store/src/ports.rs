@@ -1,4 +1,5 @@
-//! Picks TCP ports for local clusters.
+//! Ports of local members: picking free ones for local clusters, and binding one that a killed
+//! predecessor may still hold.
 //!
 //! A port found by binding port 0 comes from the kernel's ephemeral range, the same range
 //! outgoing connections draw from: between picking it and the member binding it, a member's
@@ -31,4 +32,41 @@ pub fn free_local_port() -> std::io::Result<u16> {
         std::io::ErrorKind::AddrInUse,
         "no free port below the ephemeral range",
     ))
+}
+
+/// How long a member restarted right after its previous process was killed waits for what that
+/// process held: its listening ports and its store's lock are released only as the kernel
+/// finishes the process, which a SIGKILL does not wait for.
+pub const PREDECESSOR_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs `attempt` until it succeeds, fails for another reason than `held`, or
+/// [`PREDECESSOR_WAIT`] has passed.
+pub async fn after_predecessor<T, E, F, Fut>(
+    mut attempt: F,
+    held: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + PREDECESSOR_WAIT;
+    loop {
+        match attempt().await {
+            Err(error) if held(&error) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Binds a TCP listener on `addr`, waiting for a killed predecessor to release the port.
+pub async fn bind_after_predecessor(
+    addr: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::TcpListener> {
+    after_predecessor(
+        || tokio::net::TcpListener::bind(addr),
+        |error: &std::io::Error| error.kind() == std::io::ErrorKind::AddrInUse,
+    )
+    .await
 }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::{Config, Raft, SnapshotPolicy};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
@@ -193,11 +192,15 @@ impl Master {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| MasterError::Storage(format!("{}: {e}", config.data_dir.display())))?;
         let (server_tls, client_tls) = config.tls.load()?;
-        let db = sled::Config::new()
-            .path(config.data_dir.join("db"))
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|e| MasterError::Storage(e.to_string()))?;
+        let db_config =
+            sled::Config::new().path(config.data_dir.join("db")).flush_every_ms(Some(500));
+        // sled refuses a data directory whose lock a killed predecessor still holds.
+        let db = crate::ports::after_predecessor(
+            || std::future::ready(db_config.open()),
+            |error| error.to_string().contains("could not acquire lock"),
+        )
+        .await
+        .map_err(|e| MasterError::Storage(e.to_string()))?;
         let log_store = LogStore::open(&db).map_err(|e| MasterError::Storage(e.to_string()))?;
         let backend =
             SledBackend::open(&db, "kv").map_err(|e| MasterError::Storage(e.to_string()))?;
@@ -217,10 +220,10 @@ impl Master {
 
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let peer_listener = TcpListener::bind(config.listen_peer)
+        let peer_listener = crate::ports::bind_after_predecessor(config.listen_peer)
             .await
             .map_err(|source| MasterError::Bind { addr: config.listen_peer, source })?;
-        let client_listener = TcpListener::bind(config.listen_client)
+        let client_listener = crate::ports::bind_after_predecessor(config.listen_client)
             .await
             .map_err(|source| MasterError::Bind { addr: config.listen_client, source })?;
 
