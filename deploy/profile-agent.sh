@@ -12,7 +12,7 @@ SECONDS_TO_SAMPLE=150
 ./deploy/install.sh
 command -v perf >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf
 cargo build --release -p flotilla --bin flotilla
-dir=$(mktemp -d /tmp/flotilla-profile-XXXXXX)
+dir=$(mktemp -d)
 ./target/release/flotilla up --masters 1 --agents 1 --dir "$dir/cluster" >"$dir/up.log" 2>&1 &
 up=$!
 trap 'kill -INT $up 2>/dev/null; wait $up 2>/dev/null; rm -rf "$dir"' EXIT

@@ -11,17 +11,12 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 /// Where the locks live: `/run` is emptied at boot, as are the pins and cgroups they guard.
 pub const DEFAULT_CLAIM_DIR: &str = "/run/flotilla/nodes";
-
-/// How long a claim waits for a holder to go: a killed agent's successor can start before the
-/// kernel has finished the old process.
-pub const CLAIM_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Why a node could not be claimed.
 #[derive(Debug, thiserror::Error)]
@@ -48,18 +43,15 @@ pub struct NodeClaim {
 }
 
 impl NodeClaim {
-    /// [`NodeClaim::acquire`] in [`DEFAULT_CLAIM_DIR`], waiting up to [`CLAIM_PATIENCE`] for a
-    /// holder to go.
+    /// [`NodeClaim::acquire`] in [`DEFAULT_CLAIM_DIR`], waiting as a restarted member does for a
+    /// holder that is exiting: a killed agent's successor can start before the kernel has
+    /// finished the old process.
     pub async fn wait_for(node: &str, data_dir: &Path) -> Result<NodeClaim, ClaimError> {
-        let deadline = tokio::time::Instant::now() + CLAIM_PATIENCE;
-        loop {
-            match NodeClaim::acquire(Path::new(DEFAULT_CLAIM_DIR), node, data_dir) {
-                Err(ClaimError::Taken { .. }) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                outcome => return outcome,
-            }
-        }
+        flotilla_store::ports::after_predecessor(
+            || std::future::ready(NodeClaim::acquire(Path::new(DEFAULT_CLAIM_DIR), node, data_dir)),
+            |error| matches!(error, ClaimError::Taken { .. }),
+        )
+        .await
     }
 
     /// Claims `node` for the agent with `data_dir`, or says which agent holds it.

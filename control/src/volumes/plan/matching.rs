@@ -217,6 +217,10 @@ pub(crate) fn find_matching_volume<'v>(
         None => None,
     };
     let wanted_modes = claim_modes(claim);
+    let node_labels = match binding {
+        Binding::OnNode(labels) => Some(*labels),
+        Binding::Immediate | Binding::Delayed => None,
+    };
     let mut smallest: Option<(i128, &'v str)> = None;
     for Candidate { name, volume, claim_ref } in candidates {
         let pre_bound = claim_ref.is_some_and(|reference| refers_to_claim(reference, claim));
@@ -230,10 +234,6 @@ pub(crate) fn find_matching_volume<'v>(
         {
             continue;
         }
-        let node_labels = match binding {
-            Binding::OnNode(labels) => Some(*labels),
-            Binding::Immediate | Binding::Delayed => None,
-        };
         let reachable = node_labels.is_none_or(|labels| node_affinity_allows(volume, labels));
         if pre_bound {
             // A pre-bound volume the node cannot reach means no match at all.
