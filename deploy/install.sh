@@ -9,6 +9,8 @@ have() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" 
 packages=()
 have cc || packages+=(build-essential)
 have protoc || packages+=(protobuf-compiler)
+# etcd-client's protocol files import protobuf's well-known types (descriptor.proto, …).
+[ -f /usr/include/google/protobuf/descriptor.proto ] || packages+=(libprotobuf-dev)
 have etcdctl || packages+=(etcd-client)
 have ip || packages+=(iproute2)
 have cargo || packages+=(cargo rustc)

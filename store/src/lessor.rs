@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The shortest TTL granted: 1.5 × the election timeout rounded up, as in etcd, so a lease
-/// survives a leader change.
+/// The shortest TTL the etcd service grants: 1.5 × the election timeout rounded up, as in etcd,
+/// so that a lease survives a leader change.
 pub const MIN_LEASE_TTL: i64 = 2;
 
 #[derive(Default)]

@@ -5,6 +5,7 @@
 //!   ([`LocalStore`]) or Raft across masters ([`raft`]).
 //! - [`etcd`] speaks the etcd v3 gRPC API over any store, so `etcdctl` works unmodified.
 
+pub mod election;
 mod error;
 pub mod etcd;
 mod lessor;

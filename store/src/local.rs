@@ -25,6 +25,14 @@ impl Consensus for LocalConsensus {
         }
     }
 
+    async fn propose_as_leader(
+        &self,
+        _term: u64,
+        command: Command,
+    ) -> Result<CommandResponse, StoreError> {
+        self.propose(command).await
+    }
+
     async fn read_barrier(&self) -> Result<(), StoreError> {
         Ok(())
     }

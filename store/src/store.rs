@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::lessor::{Lessor, MIN_LEASE_TTL};
+use crate::lessor::Lessor;
 use crate::shared::Shared;
 use crate::types::*;
 use crate::watch::{self, Watcher};
@@ -35,6 +35,15 @@ pub trait Consensus: Send + Sync + 'static {
         command: Command,
     ) -> impl Future<Output = Result<CommandResponse, StoreError>> + Send;
 
+    /// Replicates a command only while this replica leads in `term`, and never forwards it:
+    /// a decision only the leader may take (a lease's expiry) must not outlive the leadership
+    /// it was taken under. Fails with `NotLeader` otherwise.
+    fn propose_as_leader(
+        &self,
+        term: u64,
+        command: Command,
+    ) -> impl Future<Output = Result<CommandResponse, StoreError>> + Send;
+
     /// Waits until this replica has applied every command committed before the call, so that a
     /// local read after it is linearizable.
     fn read_barrier(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -43,6 +52,7 @@ pub trait Consensus: Send + Sync + 'static {
     fn leader_term(&self) -> Option<u64>;
 
     /// Sends a lease question to the leader (called only when this replica does not lead).
+    /// Fails with `LeaderChanged` if this replica is elected meanwhile: it must answer itself.
     fn ask_leader(
         &self,
         query: LeaderQuery,
@@ -64,6 +74,7 @@ pub trait KvStore: Clone + Send + Sync + 'static {
     /// Compacts history before `revision`; returns the current revision.
     fn compact(&self, revision: i64) -> impl Future<Output = Result<i64, StoreError>> + Send;
     fn watch(&self, req: WatchRequest) -> Result<Watcher, StoreError>;
+    /// Grants a lease of `ttl` seconds (at least 1), or refuses a TTL over etcd's maximum.
     fn lease_grant(
         &self,
         id: i64,
@@ -145,9 +156,14 @@ impl<C: Consensus> Store<C> {
             let leases = self.inner.shared.read_engine().leases();
             let expired = self.inner.lessor.expired(term, &leases, tokio::time::Instant::now());
             for id in expired {
-                match self.inner.consensus.propose(Command::LeaseRevoke { id }).await {
+                // Only as the leader whose deadlines these are: a leader paused past its
+                // followers' election wakes up with stale deadlines, and a revocation it
+                // forwarded to its successor would commit.
+                let revoke = Command::LeaseRevoke { id };
+                match self.inner.consensus.propose_as_leader(term, revoke).await {
                     Ok(_) => tracing::info!(lease = id, "lease expired"),
                     Err(StoreError::LeaseNotFound) => {}
+                    Err(StoreError::NotLeader | StoreError::LeaderChanged) => break,
                     Err(err) => tracing::warn!(lease = id, error = %err, "expiring lease failed"),
                 }
             }
@@ -167,10 +183,15 @@ impl<C: Consensus> Store<C> {
     }
 
     async fn leader_query(&self, query: LeaderQuery) -> Result<i64, StoreError> {
-        if self.inner.consensus.leader_term().is_some() {
-            self.answer_leader_query(query).await
-        } else {
-            self.inner.consensus.ask_leader(query).await
+        loop {
+            if self.inner.consensus.leader_term().is_some() {
+                return self.answer_leader_query(query).await;
+            }
+            match self.inner.consensus.ask_leader(query).await {
+                // This replica was elected while asking: it answers itself.
+                Err(StoreError::LeaderChanged) if self.inner.consensus.leader_term().is_some() => {}
+                answer => return answer,
+            }
         }
     }
 
@@ -281,7 +302,9 @@ impl<C: Consensus> KvStore for Store<C> {
         if ttl > MAX_LEASE_TTL {
             return Err(StoreError::LeaseTtlTooLarge);
         }
-        let ttl = ttl.max(MIN_LEASE_TTL);
+        // A lease shorter than a second would expire before its first renewal; the etcd
+        // service raises short TTLs further, to etcd's minimum.
+        let ttl = ttl.max(1);
         // etcd picks a random positive id when the client leaves it to the server.
         let id = if id == 0 { (rand::random::<i64>() & i64::MAX) | 1 } else { id };
         match self.propose(Command::LeaseGrant { id, ttl }).await? {

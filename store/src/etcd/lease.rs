@@ -5,6 +5,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{current_header, header, status, MasterStore};
+use crate::lessor::MIN_LEASE_TTL;
 use crate::store::KvStore;
 use crate::StoreError;
 
@@ -29,7 +30,10 @@ impl PbLeaseService for LeaseService {
         request: Request<PbLeaseGrantRequest>,
     ) -> Result<Response<PbLeaseGrantResponse>, Status> {
         let request = request.into_inner();
-        let granted = self.store.lease_grant(request.id, request.ttl).await.map_err(status)?;
+        // etcd raises a TTL below its minimum to the minimum, so that a lease survives a
+        // leader change.
+        let ttl = request.ttl.max(MIN_LEASE_TTL);
+        let granted = self.store.lease_grant(request.id, ttl).await.map_err(status)?;
         Ok(Response::new(PbLeaseGrantResponse {
             header: Some(header(&self.store, granted.revision)),
             id: granted.id,

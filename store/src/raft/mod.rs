@@ -317,6 +317,18 @@ impl Consensus for RaftConsensus {
         Ok(response)
     }
 
+    async fn propose_as_leader(
+        &self,
+        term: u64,
+        command: Command,
+    ) -> Result<CommandResponse, StoreError> {
+        if self.leader_term() != Some(term) {
+            return Err(StoreError::NotLeader);
+        }
+        // An entry appended in a term that has ended is never committed.
+        Ok(self.write_as_leader(command).await?.0)
+    }
+
     async fn read_barrier(&self) -> Result<(), StoreError> {
         let index = self.shared_read_index().await?;
         self.wait_applied(index).await
@@ -329,10 +341,10 @@ impl Consensus for RaftConsensus {
     }
 
     async fn ask_leader(&self, query: LeaderQuery) -> Result<i64, StoreError> {
-        // Only called when this replica does not lead; if it becomes leader meanwhile, the
-        // forwarded call to itself is refused and retried against the new leader.
+        // Only called when this replica does not lead; if it is elected meanwhile, the store
+        // answers the question itself (lease deadlines live with the leader).
         let request = ForwardRequest::Lease(query);
-        self.on_leader(request, || async { Err(StoreError::NotLeader) }).await
+        self.on_leader(request, || async { Err(StoreError::LeaderChanged) }).await
     }
 }
 

@@ -304,6 +304,10 @@ async fn refusals_carry_etcd_error_texts() -> Result<()> {
             (0..n).map(|i| TxnOp::put(format!("txn/{i:03}"), "v", None)).collect()
         };
 
+        eprintln!("--- a lease shorter than etcd's minimum gets the minimum, 2 s");
+        let short = client.lease_grant(1, None).await.context("grant a 1 s lease")?;
+        ensure!(short.ttl() == 2, "a 1 s lease was granted {} s", short.ttl());
+
         eprintln!("--- a txn of 128 operations is accepted");
         client.txn(Txn::new().and_then(puts(128))).await.context("a txn of 128 puts")?;
 
