@@ -342,7 +342,9 @@ impl Services {
         let servers = api_servers(gossip.advertise(), gossip.members());
         let started = match args.control_config(api_url, agent_liveness(gossip.members()), servers)
         {
-            Ok(config) => ControlPlane::start(config).await.map_err(anyhow::Error::from),
+            Ok(config) => ControlPlane::start(config, master.store().clone())
+                .await
+                .map_err(anyhow::Error::from),
             Err(e) => Err(e),
         };
         match started {

@@ -80,12 +80,17 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Connects to the API and starts competing for the controller lease.
-    pub async fn start(config: ControlConfig) -> Result<ControlPlane, ControlError> {
+    /// Connects to the API and starts competing for the controller lease, in `store` (this
+    /// master's replica).
+    pub async fn start<S: flotilla_store::KvStore>(
+        config: ControlConfig,
+        store: S,
+    ) -> Result<ControlPlane, ControlError> {
         let client = client::connect(&config).await?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let elector = lease::Elector::new(client.clone(), config.identity.clone(), config.lease);
+        let elector =
+            lease::Elector::new(store, client.clone(), config.identity.clone(), config.lease);
         let controllers = Arc::new(client);
         let liveness = config.liveness;
         let api_servers = config.api_servers;
@@ -142,7 +147,8 @@ impl ControlPlane {
         Ok(ControlPlane { shutdown, tasks })
     }
 
-    /// Stops the controllers (releasing nothing: the lease simply expires) and waits for them.
+    /// Stops the controllers, hands the lease over (another master takes it at once) and
+    /// waits for them.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.tasks.close();

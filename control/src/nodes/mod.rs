@@ -51,6 +51,11 @@ async fn reconcile(
     let mut spec = serde_json::Map::new();
     let mut allocated = None;
     if node.spec.as_ref().and_then(|s| s.pod_cidr.as_deref()).is_none_or(str::is_empty) {
+        // Blocks are handed out from what the cache holds: until it holds every Node (a new
+        // leader's starts empty), a block some Node already has would be handed out again.
+        if context.state.nodes.wait_until_ready().await.is_err() {
+            return Ok(soon());
+        }
         let taken: BTreeSet<u32> = context
             .state
             .nodes
