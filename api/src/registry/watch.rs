@@ -209,10 +209,18 @@ impl WatchStream {
             if let Some(event) = self.pending.pop_front() {
                 return Some(event);
             }
+            // A busy watch ends on time too; the client resumes after the last event it got.
+            if Instant::now() >= self.deadline {
+                return None;
+            }
             let watcher = self.watcher.as_mut()?;
             let wake =
                 if self.bookmarks { self.next_bookmark.min(self.deadline) } else { self.deadline };
+            // Queued batches first: a bookmark carries the watcher's progress, which counts
+            // what it has queued, so a bookmark sent ahead of a queued batch would move the
+            // client past events it has not seen yet.
             tokio::select! {
+                biased;
                 batch = watcher.next() => match batch {
                     None => return None,
                     Some(Err(err)) => {
