@@ -60,9 +60,16 @@ export KUBECONFIG="$CLUSTER/kubeconfig"
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+# The store's revision and the Raft log's last index (the highest among the members): every
+# write bumps the revision; the log also carries what writes no revision (lease grants and
+# revocations), so its growth is every entry any member had to make durable.
 revision() {
     etcdctl endpoint status -w json |
         python3 -c 'import json, sys; print(max(e["Status"]["header"]["revision"] for e in json.load(sys.stdin)))'
+}
+raft_index() {
+    etcdctl endpoint status -w json |
+        python3 -c 'import json, sys; print(max(e["Status"].get("raftIndex", 0) for e in json.load(sys.stdin)))'
 }
 ready_nodes() {
     kubectl get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null |
@@ -78,16 +85,19 @@ measure_idle() {
     etcdctl watch --prefix / -w json >"$watch_log" 2>"$WORK/watch-$label.err" &
     local watch_pid=$!
     sleep 1
-    local first last
+    local first last first_index last_index
     first=$(revision)
+    first_index=$(raft_index)
     sleep "$seconds"
     last=$(revision)
+    last_index=$(raft_index)
     kill "$watch_pid" 2>/dev/null || true
     wait "$watch_pid" 2>/dev/null || true
     local writes=$((last - first))
     local rate
     rate=$(awk -v w="$writes" -v s="$seconds" 'BEGIN { printf "%.3f", w / s }')
     echo "$label: $writes store writes in ${seconds}s = $rate writes/s (revision $first -> $last)"
+    echo "$label: $((last_index - first_index)) Raft log entries in ${seconds}s (index $first_index -> $last_index)"
     python3 - "$watch_log" <<'EOF'
 import base64, collections, json, sys
 keys = collections.Counter()
