@@ -88,17 +88,19 @@ impl<S: KvStore> Elector<S> {
     {
         while let Some(session) = self.open_session(&shutdown).await {
             self.serve(&session, &shutdown, &work).await;
-            if shutdown.is_cancelled() {
-                // Without a quorum (the other masters stopping too) the revocation would wait
-                // for one; the session expires by itself within its TTL anyway.
-                let ttl = Duration::from_secs(self.config.ttl_seconds.max(1) as u64);
-                match tokio::time::timeout(ttl, session.close(&self.store)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => {
-                        tracing::debug!(error = %err, "closing the election session failed")
-                    }
-                    Err(_) => tracing::debug!("closing the election session timed out"),
+            // The work has stopped. Ending the session (on shutdown, or once it is lost while
+            // its lease may still live) vacates its office now rather than after a TTL.
+            // Without a quorum the revocation would wait for one; the lease expires by itself
+            // within its TTL anyway.
+            let ttl = Duration::from_secs(self.config.ttl_seconds.max(1) as u64);
+            match tokio::time::timeout(ttl, session.close(&self.store)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::debug!(error = %err, "closing the election session failed")
                 }
+                Err(_) => tracing::debug!("closing the election session timed out"),
+            }
+            if shutdown.is_cancelled() {
                 return;
             }
         }
