@@ -53,6 +53,10 @@ impl Default for LeaseConfig {
 }
 
 impl LeaseConfig {
+    fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_seconds.max(1) as u64)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.ttl_seconds < 1 {
             return Err("the lease TTL must be at least one second".into());
@@ -92,8 +96,7 @@ impl<S: KvStore> Elector<S> {
             // its lease may still live) vacates its office now rather than after a TTL.
             // Without a quorum the revocation would wait for one; the lease expires by itself
             // within its TTL anyway.
-            let ttl = Duration::from_secs(self.config.ttl_seconds.max(1) as u64);
-            match tokio::time::timeout(ttl, session.close(&self.store)).await {
+            match tokio::time::timeout(self.config.ttl(), session.close(&self.store)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => {
                     tracing::debug!(error = %err, "closing the election session failed")
@@ -199,13 +202,14 @@ impl<S: KvStore> Elector<S> {
     }
 
     fn spec(&self, transitions: i32) -> LeaseSpec {
+        let taken = now();
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
             lease_duration_seconds: Some(
                 self.config.ttl_seconds.clamp(1, i64::from(i32::MAX)) as i32
             ),
-            acquire_time: Some(now()),
-            renew_time: Some(now()),
+            acquire_time: Some(taken.clone()),
+            renew_time: Some(taken),
             lease_transitions: Some(transitions),
             ..LeaseSpec::default()
         }

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::lessor::ttl_duration;
 use crate::store::KvStore;
 use crate::types::*;
 use crate::StoreError;
@@ -39,7 +40,7 @@ impl Session {
     pub async fn open<S: KvStore>(store: S, ttl: i64) -> Result<Session, StoreError> {
         let sent = Instant::now();
         let granted = store.lease_grant(0, ttl).await?;
-        let ttl = seconds(granted.ttl);
+        let ttl = ttl_duration(granted.ttl);
         let lost = CancellationToken::new();
         let keeper = tokio::spawn(keep_alive(store, granted.id, sent + ttl, ttl / 4, lost.clone()));
         Ok(Session { lease: granted.id, lost, keeper })
@@ -79,10 +80,6 @@ impl Drop for Session {
     }
 }
 
-fn seconds(ttl: i64) -> Duration {
-    Duration::from_secs(ttl.max(0) as u64)
-}
-
 /// Renews `lease` every `every` until `deadline` passes without a renewal that succeeded, or
 /// the store answers that the lease is gone; then marks the session `lost`.
 async fn keep_alive<S: KvStore>(
@@ -102,7 +99,7 @@ async fn keep_alive<S: KvStore>(
         let sent = Instant::now();
         match tokio::time::timeout_at(deadline, store.lease_keep_alive(lease)).await {
             Ok(Ok(ttl)) if ttl > 0 => {
-                deadline = sent + seconds(ttl);
+                deadline = sent + ttl_duration(ttl);
                 pause = every;
             }
             Ok(Ok(_) | Err(StoreError::LeaseNotFound)) | Err(_) => break,
@@ -244,6 +241,13 @@ mod tests {
         LocalStore::open_local(Box::new(MemBackend::new())).unwrap()
     }
 
+    async fn delete_office(store: &LocalStore) {
+        store
+            .delete(DeleteRequest { range: KeyRange::single(OFFICE), prev_kv: false })
+            .await
+            .unwrap();
+    }
+
     async fn holder(store: &LocalStore) -> Option<String> {
         let read = store.range(RangeRequest::new(KeyRange::single(OFFICE))).await.unwrap();
         read.kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
@@ -327,12 +331,7 @@ mod tests {
         for intrusion in ["delete", "overwrite"] {
             let tenure = campaign(&store, &a, OFFICE, b"a").await.unwrap();
             match intrusion {
-                "delete" => {
-                    store
-                        .delete(DeleteRequest { range: KeyRange::single(OFFICE), prev_kv: false })
-                        .await
-                        .unwrap();
-                }
+                "delete" => delete_office(&store).await,
                 _ => {
                     store.put(PutRequest::new(OFFICE, "intruder")).await.unwrap();
                 }
@@ -345,10 +344,7 @@ mod tests {
                 let waiting = campaign(&store, &a, OFFICE, b"a");
                 tokio::pin!(waiting);
                 assert!(still_waiting(&mut waiting, Duration::from_millis(1500)).await);
-                store
-                    .delete(DeleteRequest { range: KeyRange::single(OFFICE), prev_kv: false })
-                    .await
-                    .unwrap();
+                delete_office(&store).await;
                 waiting.await.unwrap();
                 assert_eq!(holder(&store).await.as_deref(), Some("a"));
             }

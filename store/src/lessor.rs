@@ -78,7 +78,8 @@ impl Lessor {
     }
 }
 
-fn ttl_duration(ttl: i64) -> Duration {
+/// A lease TTL in seconds as a duration (a negative TTL as none).
+pub(crate) fn ttl_duration(ttl: i64) -> Duration {
     Duration::from_secs(ttl.max(0) as u64)
 }
 

@@ -88,12 +88,12 @@ async fn reconcile(
     let client = &context.client;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &namespace);
-    let listed_pods = pods.list(&ListParams::default()).await?.items;
-    let listed_revisions = revisions.list(&ListParams::default()).await?.items;
     // A node missing from a cache still filling would look like a node the set left.
     if context.state.nodes.wait_until_ready().await.is_err() {
         return Ok(soon());
     }
+    let listed_pods = pods.list(&ListParams::default()).await?.items;
+    let listed_revisions = revisions.list(&ListParams::default()).await?.items;
     let nodes: Vec<Node> = context.state.nodes.state().iter().map(|n| (**n).clone()).collect();
     let backoff = {
         let all = context.state.backoff.lock().map_err(|_| poisoned())?;
